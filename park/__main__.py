@@ -1,0 +1,3 @@
+from park.cli import main
+
+main()

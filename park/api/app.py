@@ -1,0 +1,379 @@
+"""The HTTP API (DESIGN.md section 4): jobs, workers, units, the log, health and metrics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from park.api.auth import Caller, TokenTable, trusted_caller
+from park.api.metrics import ParkCollector
+from park.api.schemas import (
+    CompleteUnit,
+    FailUnit,
+    HeartbeatUnits,
+    LeaseRequest,
+    PatchJob,
+    RegisterWorker,
+    Reports,
+    SubmitJob,
+    WorkerUnits,
+    job_json,
+    ledger_json,
+    worker_json,
+)
+from park.commands import UnitReport
+from park.domain import JobStatus
+from park.errors import Conflict, InvalidRequest, NotFound, ParkError
+from park.projections.state import JobView
+from park.service.engine import ParkService
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    tokens: TokenTable | None = None
+    max_body_bytes: int = MAX_BODY_BYTES
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "details": details}}, status_code=status
+    )
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    if parts and parts[0] in ("query", "path", "header"):
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+class BodyLimit:
+    """Refuse bodies over the limit with 413 before anything reads them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(
+            413, "too_large", f"body: larger than the limit of {self.max_bytes} bytes"
+        )
+        await response(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def create_app(
+    service: ParkService,
+    settings: ApiSettings | None = None,
+    *,
+    on_startup: Callable[[], Awaitable[None]] | None = None,
+    on_shutdown: Callable[[], Awaitable[None]] | None = None,
+) -> FastAPI:
+    settings = settings or ApiSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        if on_startup is not None:
+            await on_startup()
+        try:
+            yield
+        finally:
+            if on_shutdown is not None:
+                await on_shutdown()
+            await service.stop()
+
+    app = FastAPI(
+        title="park",
+        version="0.1.0",
+        description="A fair-share job service for scientific fitting.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    registry = CollectorRegistry()
+    registry.register(ParkCollector(service))
+
+    @app.exception_handler(ParkError)
+    async def park_error(request: Request, err: ParkError) -> JSONResponse:
+        details = {"field": err.field} if err.field else err.details
+        return error_response(err.status, err.code, err.message, details)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": _field_path(tuple(e["loc"])), "message": e["msg"]} for e in err.errors()
+        ]
+        first = problems[0] if problems else {"field": "body", "message": "invalid"}
+        message = f"{first['field']}: {first['message']}"
+        if len(problems) > 1:
+            message += f" (and {len(problems) - 1} more)"
+        return error_response(422, "invalid", message, problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        return error_response(err.status_code, "http_error", str(err.detail))
+
+    def caller(
+        authorization: str | None = Header(default=None),
+        x_park_user: str | None = Header(default=None),
+    ) -> Caller:
+        if settings.tokens is not None:
+            return settings.tokens.identify(authorization)
+        return trusted_caller(x_park_user)
+
+    def visible_job(job_id: str, who: Caller) -> tuple[JobView, bool]:
+        job = service.state.jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"job_id: no job {job_id!r}", field="job_id")
+        acting = who.acting_user()
+        return job, acting is None or acting == job.user
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    @app.post("/v1/jobs", status_code=201)
+    async def submit_job(
+        body: SubmitJob, request: Request, who: Caller = Depends(caller)
+    ) -> dict[str, Any]:
+        tags = dict(body.tags)
+        if who.authenticated:
+            user = who.user or "anonymous"
+        else:
+            host = request.client.host if request.client else "unknown"
+            user = who.user or tags.get("user") or host
+        tags["user"] = user
+        job = await service.submit(
+            user=user,
+            kind=body.kind,
+            spec=body.spec,
+            priority=body.priority,
+            tags=tags,
+            notify=body.notify,
+        )
+        return job_json(job)
+
+    @app.get("/v1/jobs")
+    async def list_jobs(
+        status: list[JobStatus] = Query(default=[]),
+        user: str | None = None,
+        tag: list[str] = Query(default=[], description="key or key=value"),
+        limit: int = Query(default=1000, ge=1, le=100_000),
+        who: Caller = Depends(caller),
+    ) -> dict[str, Any]:
+        wanted = [t.split("=", 1) for t in tag]
+        jobs = []
+        for job in reversed(service.state.jobs.values()):
+            if status and job.status not in status:
+                continue
+            if user is not None and job.user != user:
+                continue
+            if not all(
+                w[0] in job.tags and (len(w) == 1 or job.tags[w[0]] == w[1]) for w in wanted
+            ):
+                continue
+            acting = who.acting_user()
+            jobs.append(job_json(job, private=acting is None or acting == job.user))
+            if len(jobs) >= limit:
+                break
+        return {"jobs": jobs, "offset": service.state.offset}
+
+    @app.get("/v1/jobs/{job_id}")
+    async def get_job(job_id: str, who: Caller = Depends(caller)) -> dict[str, Any]:
+        job, private = visible_job(job_id, who)
+        return job_json(job, private=private)
+
+    @app.get("/v1/jobs/{job_id}/result")
+    async def get_result(job_id: str, who: Caller = Depends(caller)) -> dict[str, Any]:
+        job, private = visible_job(job_id, who)
+        if not private:
+            raise NotFound(f"job_id: no job {job_id!r} of yours", field="job_id")
+        if job.active:
+            raise Conflict(f"job {job_id!r} is still {job.status}; no result yet")
+        return {
+            "id": job.id,
+            "status": job.status.value,
+            "result": job.result,
+            "error": job.error,
+        }
+
+    @app.post("/v1/jobs/{job_id}/cancel")
+    async def cancel_job(job_id: str, who: Caller = Depends(caller)) -> dict[str, Any]:
+        return job_json(await service.cancel(job_id, by=who.acting_user()))
+
+    @app.patch("/v1/jobs/{job_id}")
+    async def patch_job(
+        job_id: str, body: PatchJob, who: Caller = Depends(caller)
+    ) -> dict[str, Any]:
+        if body.tags is not None:
+            raise InvalidRequest("tags: changing tags is not supported yet", field="tags")
+        if body.priority is None:
+            raise InvalidRequest("priority: nothing to change", field="priority")
+        job = await service.change_priority(job_id, body.priority, by=who.acting_user())
+        return job_json(job)
+
+    # -- workers and units ----------------------------------------------------------------
+
+    @app.post("/v1/workers", status_code=201)
+    async def register_worker(
+        body: RegisterWorker, who: Caller = Depends(caller)
+    ) -> dict[str, Any]:
+        who.require_worker()
+        owner = body.owner
+        if who.authenticated and who.role.value != "admin":
+            owner = owner or who.user
+        worker_id = await service.register_worker(
+            name=body.name, cpus=body.cpus, owner=owner, policy=body.policy, job_id=body.job
+        )
+        return {"id": worker_id, "lease_seconds": service.config.lease_seconds}
+
+    @app.get("/v1/workers")
+    async def list_workers(active: bool = True) -> dict[str, Any]:
+        workers = [
+            worker_json(w) for w in service.state.workers.values() if w.active or not active
+        ]
+        return {"workers": workers, "offset": service.state.offset}
+
+    @app.delete("/v1/workers/{worker_id}", status_code=204)
+    async def remove_worker(worker_id: str, who: Caller = Depends(caller)) -> Response:
+        who.require_worker()
+        await service.remove_worker(worker_id)
+        return Response(status_code=204)
+
+    @app.post("/v1/workers/{worker_id}/lease")
+    async def lease(
+        worker_id: str, body: LeaseRequest, who: Caller = Depends(caller)
+    ) -> dict[str, Any]:
+        who.require_worker()
+        leased = await service.lease(worker_id, body.max_units, body.wait)
+        return {
+            "units": [
+                {
+                    "id": lu.unit.id,
+                    "job_id": lu.job.id,
+                    "kind": lu.job.kind,
+                    "payload": lu.unit.payload,
+                    "lease_deadline": lu.lease_deadline,
+                }
+                for lu in leased
+            ]
+        }
+
+    @app.post("/v1/workers/{worker_id}/reports")
+    async def report(
+        worker_id: str, body: Reports, who: Caller = Depends(caller)
+    ) -> dict[str, Any]:
+        who.require_worker()
+        reports = [
+            UnitReport(r.unit_id, r.ok, r.result, r.error, r.cpu_seconds) for r in body.reports
+        ]
+        ignored = await service.report(worker_id, reports)
+        return {"accepted": len(reports) - len(ignored), "ignored": ignored}
+
+    @app.post("/v1/workers/{worker_id}/heartbeat")
+    async def worker_heartbeat(
+        worker_id: str, body: HeartbeatUnits, who: Caller = Depends(caller)
+    ) -> dict[str, Any]:
+        who.require_worker()
+        deadline = await service.heartbeat(worker_id, body.unit_ids)
+        return {"lease_deadline": deadline}
+
+    @app.post("/v1/units/{unit_id}/complete")
+    async def complete_unit(
+        unit_id: str, body: CompleteUnit, who: Caller = Depends(caller)
+    ) -> dict[str, Any]:
+        who.require_worker()
+        report = UnitReport(unit_id, True, body.result, None, body.cpu_seconds)
+        ignored = await service.report(body.worker_id, [report])
+        return {"accepted": not ignored}
+
+    @app.post("/v1/units/{unit_id}/fail")
+    async def fail_unit(
+        unit_id: str, body: FailUnit, who: Caller = Depends(caller)
+    ) -> dict[str, Any]:
+        who.require_worker()
+        ignored = await service.report(
+            body.worker_id, [UnitReport(unit_id, False, None, body.error)]
+        )
+        return {"accepted": not ignored}
+
+    @app.post("/v1/units/{unit_id}/heartbeat")
+    async def unit_heartbeat(
+        unit_id: str, body: WorkerUnits, who: Caller = Depends(caller)
+    ) -> dict[str, Any]:
+        who.require_worker()
+        deadline = await service.heartbeat(body.worker_id, [unit_id])
+        return {"lease_deadline": deadline}
+
+    # -- the log, the ledger, health ------------------------------------------------------
+
+    @app.get("/v1/events")
+    async def events(
+        after: int = Query(default=0, ge=0),
+        limit: int = Query(default=1000, ge=1, le=10_000),
+        who: Caller = Depends(caller),
+    ) -> dict[str, Any]:
+        if who.authenticated and who.role.value != "admin":
+            raise ParkError("the raw log needs an admin token")
+        records = await service.log.read(after=after, limit=limit)
+        return {
+            "events": [
+                {"offset": r.offset, "event": json.loads(r.event.model_dump_json())}
+                for r in records
+            ],
+            "last_offset": await service.log.last_offset(),
+        }
+
+    @app.get("/v1/ledger")
+    async def ledger() -> dict[str, Any]:
+        return ledger_json(service.state)
+
+    @app.get("/v1/ledger/{user}")
+    async def ledger_of(user: str) -> dict[str, Any]:
+        return ledger_json(service.state, user)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "offset": service.state.offset}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,40 @@
+"""Prometheus metrics, read from the projections at scrape time (no counters to drift)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from park.domain import JobStatus
+
+if TYPE_CHECKING:
+    from park.service.engine import ParkService
+
+
+class ParkCollector(Collector):
+    def __init__(self, service: ParkService) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        state = self.service.state
+        jobs = GaugeMetricFamily("park_jobs", "Jobs by status", labels=["status"])
+        counts = Counter(job.status for job in state.jobs.values())
+        for status in JobStatus:
+            jobs.add_metric([status.value], counts.get(status, 0))
+        yield jobs
+        yield GaugeMetricFamily("park_units_leased", "Units under lease", value=len(state.leased))
+        yield GaugeMetricFamily(
+            "park_units_queued",
+            "Units waiting for a worker",
+            value=sum(len(state.jobs[j].queue) for j in state.runnable),
+        )
+        yield GaugeMetricFamily(
+            "park_workers_active",
+            "Registered workers that have not left",
+            value=sum(1 for w in state.workers.values() if w.active),
+        )
+        yield GaugeMetricFamily("park_log_offset", "Offset folded", value=state.offset)

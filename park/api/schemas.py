@@ -1,0 +1,127 @@
+"""Request bodies and the JSON views of the read models (the HTTP contract)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from park.domain import Priority, WorkerPolicy
+from park.jobs import KINDS
+from park.projections.state import JobView, ParkState, WorkerView
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SubmitJob(Body):
+    kind: str = Field(min_length=1, max_length=64)
+    spec: dict[str, Any]
+    priority: Priority = Priority.FREE
+    tags: dict[str, str] = Field(default_factory=dict)
+    notify: str | None = Field(default=None, max_length=320)
+
+
+class PatchJob(Body):
+    priority: Priority | None = None
+    tags: dict[str, str] | None = None
+
+
+class RegisterWorker(Body):
+    name: str = Field(min_length=1, max_length=200)
+    cpus: int = Field(default=1, ge=1, le=4096)
+    owner: str | None = Field(default=None, max_length=200)
+    policy: WorkerPolicy = WorkerPolicy.ANY
+    job: str | None = None
+
+
+class LeaseRequest(Body):
+    max_units: int = Field(default=1, ge=1, le=10_000)
+    wait: float = Field(default=0.0, ge=0.0, le=60.0)
+
+
+class Report(Body):
+    unit_id: str
+    ok: bool = True
+    result: Any = None
+    error: str | None = Field(default=None, max_length=100_000)
+    cpu_seconds: float = Field(default=0.0, ge=0.0)
+
+
+class Reports(Body):
+    reports: list[Report] = Field(max_length=100_000)
+
+
+class CompleteUnit(Body):
+    worker_id: str
+    result: Any = None
+    cpu_seconds: float = Field(default=0.0, ge=0.0)
+
+
+class FailUnit(Body):
+    worker_id: str
+    error: str = Field(max_length=100_000)
+
+
+class WorkerUnits(Body):
+    worker_id: str
+
+
+class HeartbeatUnits(Body):
+    unit_ids: list[str]
+
+
+def job_json(job: JobView, *, private: bool = True) -> dict[str, Any]:
+    """A job as clients see it. `private=False` hides the spec and error text (another
+    user's job)."""
+    progress: dict[str, Any] = {"done": job.units_done, "total": job.units_total}
+    if job.kind_state is not None:
+        progress.update(KINDS[job.kind].progress(job.kind_state))
+    view: dict[str, Any] = {
+        "id": job.id,
+        "user": job.user,
+        "kind": job.kind,
+        "status": job.status.value,
+        "priority": job.priority.value,
+        "tags": job.tags,
+        "submitted_at": job.submitted_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "progress": progress,
+    }
+    if private:
+        view["spec"] = job.spec
+        view["error"] = job.error
+    return view
+
+
+def worker_json(worker: WorkerView) -> dict[str, Any]:
+    return {
+        "id": worker.id,
+        "name": worker.name,
+        "cpus": worker.cpus,
+        "owner": worker.owner,
+        "policy": worker.policy.value,
+        "job": worker.job_id,
+        "joined_at": worker.joined_at,
+        "last_seen": worker.last_seen,
+        "left_at": worker.left_at,
+        "units_leased": len(worker.units),
+        "units_done": worker.units_done,
+    }
+
+
+def ledger_json(state: ParkState, user: str | None = None) -> dict[str, Any]:
+    users: dict[str, dict[str, Any]] = {}
+    for (who, priority), entry in sorted(state.ledger.items()):
+        if user is not None and who != user:
+            continue
+        users.setdefault(who, {})[priority.value] = {
+            "charged": entry.charged,
+            "reserved": entry.reserved,
+            "refunded": entry.refunded,
+            "core_seconds": entry.core_seconds,
+            "units": entry.units,
+        }
+    return {"users": users, "offset": state.offset}

@@ -1,0 +1,275 @@
+"""The `park` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from park.client.errors import BadRequest, ParkClientError
+from park.client.http import DEFAULT_SERVER, ParkHttp
+from park.identity import usertag
+
+console = Console()
+FINAL = ("complete", "failed", "cancelled")
+
+
+def _server_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", default=os.environ.get("PARK_SERVER", DEFAULT_SERVER))
+    p.add_argument("--token", default=os.environ.get("PARK_TOKEN"))
+
+
+def _client(args: argparse.Namespace) -> ParkHttp:
+    return ParkHttp(args.server, args.token)
+
+
+def _json_arg(text: str) -> Any:
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text()
+    return json.loads(text)
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from park.server import ConfigError, ServeOptions, serve
+
+    options = ServeOptions(
+        host=args.host,
+        port=args.port,
+        data_dir=Path(args.data_dir),
+        workers=args.workers,
+        lease_seconds=args.lease_seconds,
+        tokens=Path(args.tokens) if args.tokens else None,
+        insecure=args.insecure,
+        durable=args.durable,
+    )
+    try:
+        serve(options)
+    except ConfigError as err:
+        console.print(f"[red]park serve: {err}[/red]")
+        return 2
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from park.worker.agent import ServerGone, WorkerAgent, WorkerOptions
+
+    options = WorkerOptions(
+        server=args.server,
+        cpus=args.cpus,
+        name=args.name or "",
+        owner=args.owner,
+        policy=args.policy,
+        job=args.job,
+        token=args.token,
+    )
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await WorkerAgent(options).run(stop)
+
+    try:
+        asyncio.run(run())
+    except ServerGone as err:
+        console.print(f"[red]park worker: {err}[/red]")
+        return 1
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    spec = _json_arg(args.spec)
+    tags = {"user": usertag()}
+    for tag in args.tag:
+        key, _, value = tag.partition("=")
+        tags[key] = value
+    body = {"kind": args.kind, "spec": spec, "priority": args.priority, "tags": tags}
+    if args.notify:
+        body["notify"] = args.notify
+    job = _client(args).post("/v1/jobs", body)
+    print(job["id"])
+    if args.wait:
+        return _wait(_client(args), job["id"], progress=True)
+    return 0
+
+
+def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
+    table = Table("id", "user", "kind", "status", "priority", "progress", "submitted")
+    for job in jobs:
+        p = job["progress"]
+        table.add_row(
+            job["id"],
+            job["user"],
+            job["kind"],
+            job["status"],
+            job["priority"],
+            f"{p['done']}/{p['total']}",
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job["submitted_at"])),
+        )
+    return table
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    answer = _client(args).get(
+        "/v1/jobs", status=args.status or None, user=args.user, tag=args.tag or None
+    )
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    else:
+        console.print(_jobs_table(answer["jobs"]))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    client = _client(args)
+    job = client.get(f"/v1/jobs/{args.job_id}")
+    if job["status"] in FINAL and job.get("spec") is not None:
+        job["result"] = client.get(f"/v1/jobs/{args.job_id}/result")["result"]
+    print(json.dumps(job, indent=2))
+    return 0
+
+
+def _wait(client: ParkHttp, job_id: str, *, progress: bool, timeout: float | None = None) -> int:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    columns = (
+        TextColumn(f"[bold]{job_id}"),
+        TextColumn("{task.fields[status]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, disable=not progress) as bar:
+        task = bar.add_task("job", total=None, status="pending")
+        while True:
+            job = client.get(f"/v1/jobs/{job_id}")
+            p = job["progress"]
+            bar.update(task, completed=p["done"], total=p["total"] or None, status=job["status"])
+            if job["status"] in FINAL:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                console.print(f"[yellow]{job_id} still {job['status']} after {timeout}s[/]")
+                return 3
+            time.sleep(0.25)
+    if job["status"] == "complete":
+        return 0
+    console.print(f"[red]{job_id} {job['status']}[/red] {job.get('error') or ''}")
+    return 1
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    return _wait(_client(args), args.job_id, progress=not args.quiet, timeout=args.timeout)
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    job = _client(args).post(f"/v1/jobs/{args.job_id}/cancel")
+    print(f"{job['id']} {job['status']}")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    answer = _client(args).get("/v1/events", after=args.after, limit=args.limit)
+    for record in answer["events"]:
+        print(json.dumps(record))
+    return 0
+
+
+# -- wiring -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="park", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the service on the embedded log")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--data-dir", default="./park-data")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="local worker processes (default: one per core; 0 for none)")
+    p.add_argument("--lease-seconds", type=float, default=30.0)
+    p.add_argument("--tokens", help="token file: lines of 'TOKEN USER [user|worker|admin]'")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow a non-loopback address without tokens")
+    p.add_argument("--durable", action="store_true",
+                   help="fsync every append (survives power loss, not just process crashes)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", help="run units for a server")
+    _server_args(p)
+    p.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--name")
+    p.add_argument("--owner", help="the user this worker belongs to")
+    p.add_argument("--policy", choices=["any", "own-first", "own-only", "job"], default="any")
+    p.add_argument("--job", help="with --policy job: the one job this worker serves")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("submit", help="submit a job; prints its id")
+    _server_args(p)
+    p.add_argument("kind")
+    p.add_argument("spec", help="the job spec as JSON, or @FILE")
+    p.add_argument("--priority", default="free",
+                   choices=["free", "low", "normal", "high", "urgent"])
+    p.add_argument("--tag", action="append", default=[], help="KEY=VALUE (repeatable)")
+    p.add_argument("--notify", help="e-mail address for completion notices")
+    p.add_argument("--wait", action="store_true", help="wait for it, with a progress bar")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("jobs", help="list jobs")
+    _server_args(p)
+    p.add_argument("--status", action="append", default=[])
+    p.add_argument("--user")
+    p.add_argument("--tag", action="append", default=[])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_jobs)
+
+    for name, func, text in (
+        ("show", cmd_show, "a job's details (and result, once finished)"),
+        ("cancel", cmd_cancel, "cancel a job"),
+    ):
+        p = sub.add_parser(name, help=text)
+        _server_args(p)
+        p.add_argument("job_id")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("wait", help="wait for a job to finish, with a progress bar")
+    _server_args(p)
+    p.add_argument("job_id")
+    p.add_argument("--timeout", type=float)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_wait)
+
+    p = sub.add_parser("events", help="print the raw event log as JSON lines")
+    _server_args(p)
+    p.add_argument("--after", type=int, default=0)
+    p.add_argument("--limit", type=int, default=1000)
+    p.set_defaults(func=cmd_events)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except BadRequest as err:
+        console.print(f"[red]park {args.command}: {err} ({err.status})[/red]")
+        code = 2
+    except ParkClientError as err:
+        console.print(f"[red]park {args.command}: {err}[/red]")
+        code = 1
+    sys.exit(code)

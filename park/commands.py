@@ -1,0 +1,314 @@
+"""Commands: decide(state, command) -> events. Pure: time and ids come in as arguments.
+
+Every command is checked against the current projections; a command that would change
+nothing raises a domain error and appends nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from park.domain import DEFAULT_PRICES, Priority, UnitStatus, WorkerPolicy
+from park.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from park.events.schema import (
+    Event,
+    JobCancelled,
+    JobCompleted,
+    JobFailed,
+    JobPriorityChanged,
+    JobSubmitted,
+    LeaseExtended,
+    PlannedUnit,
+    UnitCompleted,
+    UnitFailed,
+    UnitGranted,
+    UnitLeaseExpired,
+    UnitsPlanned,
+    WorkerJoined,
+    WorkerLeft,
+    WorkRequested,
+)
+from park.jobs import KINDS, SpecError
+from park.projections.state import JobView, ParkState, WorkerView
+from park.scheduler import WorkRequest, grant
+
+
+@dataclass(frozen=True, slots=True)
+class Pricing:
+    """Credits per core-second by priority; a grant reserves `reserve_seconds` of it."""
+
+    prices: Mapping[Priority, float] = field(default_factory=lambda: dict(DEFAULT_PRICES))
+    reserve_seconds: float = 1.0
+
+    def price(self, priority: Priority) -> float:
+        return self.prices[priority]
+
+
+@dataclass(frozen=True, slots=True)
+class UnitReport:
+    unit_id: str
+    ok: bool
+    result: Any = None
+    error: str | None = None
+    cpu_seconds: float = 0.0
+
+
+def submit_job(
+    *,
+    job_id: str,
+    user: str,
+    kind: str,
+    spec: dict[str, Any],
+    priority: Priority,
+    tags: dict[str, str],
+    notify: str | None,
+    now: float,
+) -> list[Event]:
+    job_kind = KINDS.get(kind)
+    if job_kind is None:
+        known = ", ".join(sorted(KINDS))
+        raise InvalidRequest(f"kind: unknown job kind {kind!r} (known: {known})", field="kind")
+    try:
+        normalised = job_kind.parse_spec(spec)
+    except SpecError as err:
+        raise InvalidRequest(str(err), field=err.field) from err
+    return [
+        JobSubmitted(
+            at=now,
+            job_id=job_id,
+            user=user,
+            kind=kind,
+            spec=normalised,
+            priority=priority,
+            tags=tags,
+            notify=notify,
+        )
+    ]
+
+
+def settle_jobs(state: ParkState, job_ids: Iterable[str], now: float) -> list[Event]:
+    """Advance each job's state machine: plan its next units, or record its outcome.
+
+    Run after every change that can move a job on, and over all active jobs at start-up,
+    so work a crash interrupted between two appends is picked up again.
+    """
+    events: list[Event] = []
+    for job_id in job_ids:
+        job = state.jobs.get(job_id)
+        if job is None or not job.active:
+            continue
+        if job.error is not None:
+            events.append(JobFailed(at=now, job_id=job.id, error=job.error))
+            continue
+        kind = KINDS[job.kind]
+        payloads = kind.next_units(job.spec, job.kind_state)
+        if payloads:
+            first = job.units_total
+            units = [
+                PlannedUnit(unit_id=f"{job.id}/{first + i}", payload=p)
+                for i, p in enumerate(payloads)
+            ]
+            events.append(UnitsPlanned(at=now, job_id=job.id, units=units))
+            continue
+        finished = kind.outcome(job.spec, job.kind_state)
+        if finished is not None:
+            if finished.error is not None:
+                events.append(JobFailed(at=now, job_id=job.id, error=finished.error))
+            else:
+                events.append(JobCompleted(at=now, job_id=job.id, result=finished.result))
+    return events
+
+
+def require_job(state: ParkState, job_id: str) -> JobView:
+    job = state.jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"job_id: no job {job_id!r}", field="job_id")
+    return job
+
+
+def require_owner(job: JobView, user: str | None) -> None:
+    if user is not None and user != job.user:
+        raise Forbidden(f"job {job.id!r} belongs to another user")
+
+
+def cancel_job(state: ParkState, job_id: str, *, by: str | None, now: float) -> list[Event]:
+    job = require_job(state, job_id)
+    require_owner(job, by)
+    if not job.active:
+        raise Conflict(f"job {job_id!r} is already {job.status}")
+    return [JobCancelled(at=now, job_id=job_id, by=by or job.user)]
+
+
+def change_priority(
+    state: ParkState, job_id: str, priority: Priority, *, by: str | None, now: float
+) -> list[Event]:
+    job = require_job(state, job_id)
+    require_owner(job, by)
+    if not job.active:
+        raise Conflict(f"job {job_id!r} is already {job.status}")
+    if job.priority is priority:
+        return []
+    return [JobPriorityChanged(at=now, job_id=job_id, priority=priority)]
+
+
+def register_worker(
+    state: ParkState,
+    *,
+    worker_id: str,
+    name: str,
+    cpus: int,
+    owner: str | None,
+    policy: WorkerPolicy,
+    job_id: str | None,
+    now: float,
+) -> list[Event]:
+    if policy in (WorkerPolicy.OWN_ONLY, WorkerPolicy.OWN_FIRST) and not owner:
+        raise InvalidRequest(f"owner: policy {policy} needs an owner", field="owner")
+    if policy is WorkerPolicy.JOB:
+        if not job_id:
+            raise InvalidRequest("job: policy 'job' needs a job id", field="job")
+        require_job(state, job_id)
+    return [
+        WorkerJoined(
+            at=now,
+            worker_id=worker_id,
+            name=name,
+            cpus=cpus,
+            owner=owner,
+            policy=policy,
+            job_id=job_id,
+        )
+    ]
+
+
+def require_worker(state: ParkState, worker_id: str) -> WorkerView:
+    worker = state.workers.get(worker_id)
+    if worker is None:
+        raise NotFound(f"worker_id: no worker {worker_id!r}", field="worker_id")
+    if not worker.active:
+        raise Conflict(f"worker {worker_id!r} has left; register again")
+    return worker
+
+
+def remove_worker(state: ParkState, worker_id: str, now: float) -> list[Event]:
+    """A worker leaving gives its leases back at once instead of letting them run out."""
+    worker = require_worker(state, worker_id)
+    events: list[Event] = [
+        UnitLeaseExpired(at=now, unit_id=u, job_id=state.units[u].job_id, worker_id=worker.id)
+        for u in sorted(worker.units)
+    ]
+    events.append(WorkerLeft(at=now, worker_id=worker_id))
+    return events
+
+
+def lease_units(
+    state: ParkState,
+    worker_id: str,
+    max_units: int,
+    *,
+    now: float,
+    lease_seconds: float,
+    pricing: Pricing,
+) -> list[Event]:
+    require_worker(state, worker_id)
+    grants = grant(state, WorkRequest(worker_id=worker_id, max_units=max_units))
+    if not grants:
+        return []
+    events: list[Event] = [WorkRequested(at=now, worker_id=worker_id, max_units=max_units)]
+    deadline = now + lease_seconds
+    for g in grants:
+        price = pricing.price(state.jobs[g.job_id].priority)
+        events.append(
+            UnitGranted(
+                at=now,
+                unit_id=g.unit_id,
+                job_id=g.job_id,
+                worker_id=worker_id,
+                lease_deadline=deadline,
+                price=price,
+                reserved=price * pricing.reserve_seconds,
+            )
+        )
+    return events
+
+
+def report_units(
+    state: ParkState, worker_id: str, reports: Sequence[UnitReport], *, now: float
+) -> tuple[list[Event], list[str]]:
+    """Events for the reports that still count, and the ids of those ignored (unknown unit,
+    finished job, or a unit another report already settled: the first report wins)."""
+    require_worker(state, worker_id)
+    events: list[Event] = []
+    ignored: list[str] = []
+    seen: set[str] = set()
+    for r in reports:
+        unit = state.units.get(r.unit_id)
+        if (
+            unit is None
+            or r.unit_id in seen
+            or unit.status not in (UnitStatus.LEASED, UnitStatus.QUEUED)
+        ):
+            ignored.append(r.unit_id)
+            continue
+        seen.add(r.unit_id)
+        if r.ok:
+            cpu = max(0.0, r.cpu_seconds)
+            events.append(
+                UnitCompleted(
+                    at=now,
+                    unit_id=unit.id,
+                    job_id=unit.job_id,
+                    worker_id=worker_id,
+                    result=r.result,
+                    cpu_seconds=cpu,
+                    charged=cpu * unit.price,
+                )
+            )
+        elif unit.status is UnitStatus.LEASED and unit.worker_id == worker_id:
+            events.append(
+                UnitFailed(
+                    at=now,
+                    unit_id=unit.id,
+                    job_id=unit.job_id,
+                    worker_id=worker_id,
+                    error=r.error or "unit failed",
+                )
+            )
+        else:
+            ignored.append(r.unit_id)
+    return events, ignored
+
+
+def extend_leases(
+    state: ParkState, worker_id: str, unit_ids: Sequence[str], *, now: float, lease_seconds: float
+) -> list[Event]:
+    worker = require_worker(state, worker_id)
+    held = sorted(u for u in unit_ids if u in worker.units)
+    if not held:
+        return []
+    return [LeaseExtended(at=now, worker_id=worker_id, unit_ids=held, lease_deadline=now + lease_seconds)]
+
+
+def expire_leases(state: ParkState, now: float) -> list[Event]:
+    events: list[Event] = []
+    for unit_id, deadline in state.leased.items():
+        if deadline <= now:
+            unit = state.units[unit_id]
+            events.append(
+                UnitLeaseExpired(
+                    at=now, unit_id=unit_id, job_id=unit.job_id, worker_id=unit.worker_id or ""
+                )
+            )
+    return events
+
+
+def jobs_touched(events: Iterable[Event]) -> set[str]:
+    touched = set()
+    for e in events:
+        job_id = getattr(e, "job_id", None)
+        if job_id is not None:
+            touched.add(job_id)
+    return touched
+

@@ -1,0 +1,174 @@
+"""The event schema: every fact park records, as frozen pydantic models in one union.
+
+Each event names its `type` (the discriminator), its schema version `v`, the writer's
+timestamp `at` (seconds since the epoch; the only clock the folds ever see) and the ids it
+concerns. The log assigns offsets; events never carry their own.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from park.domain import Priority, WorkerPolicy
+
+JsonValue = Any
+
+
+class EventBase(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: int = 1
+    at: float
+
+
+class JobSubmitted(EventBase):
+    type: Literal["job.submitted"] = "job.submitted"
+    job_id: str
+    user: str
+    kind: str
+    spec: dict[str, JsonValue]
+    priority: Priority = Priority.FREE
+    tags: dict[str, str] = Field(default_factory=dict)
+    notify: str | None = None
+
+
+class PlannedUnit(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    unit_id: str
+    payload: dict[str, JsonValue]
+
+
+class UnitsPlanned(EventBase):
+    """A job kind cut more of its work into units (all at once for `map`, per generation
+    for iterative kinds)."""
+
+    type: Literal["units.planned"] = "units.planned"
+    job_id: str
+    units: list[PlannedUnit]
+
+
+class JobPriorityChanged(EventBase):
+    type: Literal["job.priority_changed"] = "job.priority_changed"
+    job_id: str
+    priority: Priority
+
+
+class JobCancelled(EventBase):
+    type: Literal["job.cancelled"] = "job.cancelled"
+    job_id: str
+    by: str
+
+
+class JobCompleted(EventBase):
+    type: Literal["job.completed"] = "job.completed"
+    job_id: str
+    result: JsonValue
+
+
+class JobFailed(EventBase):
+    type: Literal["job.failed"] = "job.failed"
+    job_id: str
+    error: str
+
+
+class WorkerJoined(EventBase):
+    type: Literal["worker.joined"] = "worker.joined"
+    worker_id: str
+    name: str
+    cpus: int
+    owner: str | None = None
+    policy: WorkerPolicy = WorkerPolicy.ANY
+    job_id: str | None = None
+
+
+class WorkerLeft(EventBase):
+    type: Literal["worker.left"] = "worker.left"
+    worker_id: str
+
+
+class WorkRequested(EventBase):
+    """A worker asked for work; the grants that answer it follow it on the log, so replay
+    can re-run the policy on exactly this request."""
+
+    type: Literal["work.requested"] = "work.requested"
+    worker_id: str
+    max_units: int
+
+
+class UnitGranted(EventBase):
+    type: Literal["unit.granted"] = "unit.granted"
+    unit_id: str
+    job_id: str
+    worker_id: str
+    lease_deadline: float
+    price: float
+    reserved: float
+
+
+class LeaseExtended(EventBase):
+    type: Literal["lease.extended"] = "lease.extended"
+    worker_id: str
+    unit_ids: list[str]
+    lease_deadline: float
+
+
+class UnitCompleted(EventBase):
+    type: Literal["unit.completed"] = "unit.completed"
+    unit_id: str
+    job_id: str
+    worker_id: str
+    result: JsonValue
+    cpu_seconds: float
+    charged: float
+
+
+class UnitFailed(EventBase):
+    type: Literal["unit.failed"] = "unit.failed"
+    unit_id: str
+    job_id: str
+    worker_id: str
+    error: str
+
+
+class UnitLeaseExpired(EventBase):
+    type: Literal["unit.lease_expired"] = "unit.lease_expired"
+    unit_id: str
+    job_id: str
+    worker_id: str
+
+
+Event = Annotated[
+    JobSubmitted
+    | UnitsPlanned
+    | JobPriorityChanged
+    | JobCancelled
+    | JobCompleted
+    | JobFailed
+    | WorkerJoined
+    | WorkerLeft
+    | WorkRequested
+    | UnitGranted
+    | LeaseExtended
+    | UnitCompleted
+    | UnitFailed
+    | UnitLeaseExpired,
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def event_from_json(data: str | bytes) -> Event:
+    return EVENT_ADAPTER.validate_json(data)
+
+
+def event_to_json(event: EventBase) -> str:
+    return event.model_dump_json()
+
+
+def job_id_of(event: EventBase) -> str | None:
+    """The job an event concerns, if any (indexed by the log for per-job reads)."""
+    return getattr(event, "job_id", None)

@@ -1,0 +1,8 @@
+"""Job kinds: how a job's spec is cut into units and how their results fold back."""
+
+from park.jobs.base import Finished, JobKind, SpecError
+from park.jobs.map import MapKind
+
+KINDS: dict[str, JobKind] = {kind.name: kind for kind in (MapKind(),)}
+
+__all__ = ["KINDS", "Finished", "JobKind", "SpecError"]

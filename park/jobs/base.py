@@ -1,0 +1,74 @@
+"""What a job kind is: a resumable state machine over its own units.
+
+The server side is pure. `start` makes the kind's state from the spec; the fold calls
+`planned` and `absorb` as units are planned and completed; the command layer asks
+`next_units` and `outcome` after each change. Because the state is only ever built by
+folding events, a restarted server rebuilds it exactly and carries on where it stopped.
+The worker side, `run_unit`, executes one unit's payload.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+class SpecError(ValueError):
+    """A spec the kind cannot run; `field` is the dotted path of the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A job's outcome: a result, or an error if it failed."""
+
+    result: Any = None
+    error: str | None = None
+
+
+class JobKind(abc.ABC):
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def parse_spec(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Validate and normalise a submitted spec (raise SpecError naming the field)."""
+
+    @abc.abstractmethod
+    def start(self, spec: dict[str, Any]) -> Any:
+        """The kind's state for a newly submitted job."""
+
+    @abc.abstractmethod
+    def planned(self, state: Any, payloads: Sequence[dict[str, Any]]) -> None:
+        """Fold: these units were planned."""
+
+    @abc.abstractmethod
+    def absorb(self, state: Any, payload: dict[str, Any], result: Any) -> None:
+        """Fold: a unit with this payload completed with this result (first report only)."""
+
+    @abc.abstractmethod
+    def next_units(self, spec: dict[str, Any], state: Any) -> list[dict[str, Any]]:
+        """Decide: payloads of units to plan now (empty when the current stage is planned)."""
+
+    @abc.abstractmethod
+    def outcome(self, spec: dict[str, Any], state: Any) -> Finished | None:
+        """Decide: the job's result once all its work is absorbed, else None."""
+
+    @abc.abstractmethod
+    def progress(self, state: Any) -> dict[str, Any]:
+        """Kind-specific progress shown with the job (e.g. the best chi-squared so far)."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def functions_of(payload: dict[str, Any]) -> list[str]:
+        """The `module:function` names running this unit would call (for allow lists)."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def run_unit(payload: dict[str, Any]) -> Any:
+        """Worker side: execute a unit and return its JSON-serialisable result."""

@@ -1,0 +1,344 @@
+"""The read models, folded from the log: job table, unit/lease table, worker pool, ledger.
+
+`ParkState.apply` is the one fold. It is pure and deterministic: the only time it sees is
+the `at` of events, and a fact that conflicts with what was folded before (a second
+completion of a unit, a grant of a unit already granted, anything about a finished job) is
+ignored, so the first one wins however often an event is delivered. The four tables are
+folded together and share one offset, so they are always consistent with each other.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from park.domain import JobStatus, Priority, UnitStatus, WorkerPolicy
+from park.events.schema import (
+    Event,
+    JobCancelled,
+    JobCompleted,
+    JobFailed,
+    JobPriorityChanged,
+    JobSubmitted,
+    LeaseExtended,
+    UnitCompleted,
+    UnitFailed,
+    UnitGranted,
+    UnitLeaseExpired,
+    UnitsPlanned,
+    WorkerJoined,
+    WorkerLeft,
+    WorkRequested,
+)
+from park.jobs import KINDS
+
+
+@dataclass(slots=True)
+class JobView:
+    id: str
+    user: str
+    kind: str
+    spec: dict[str, Any]
+    priority: Priority
+    tags: dict[str, str]
+    notify: str | None
+    submitted_at: float
+    status: JobStatus = JobStatus.PENDING
+    started_at: float | None = None
+    finished_at: float | None = None
+    last_granted_at: float | None = None
+    units_total: int = 0
+    units_done: int = 0
+    result: Any = None
+    error: str | None = None
+    kind_state: Any = None
+    queue: deque[str] = field(default_factory=deque)
+    unit_ids: list[str] = field(default_factory=list)
+
+    @property
+    def active(self) -> bool:
+        return not self.status.is_final
+
+
+@dataclass(slots=True)
+class UnitView:
+    id: str
+    job_id: str
+    payload: dict[str, Any]
+    status: UnitStatus = UnitStatus.QUEUED
+    attempts: int = 0
+    worker_id: str | None = None
+    lease_deadline: float | None = None
+    priority: Priority = Priority.FREE
+    price: float = 0.0
+    reserved: float = 0.0
+
+
+@dataclass(slots=True)
+class WorkerView:
+    id: str
+    name: str
+    cpus: int
+    owner: str | None
+    policy: WorkerPolicy
+    job_id: str | None
+    joined_at: float
+    last_seen: float
+    left_at: float | None = None
+    units: set[str] = field(default_factory=set)
+    units_done: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.left_at is None
+
+
+@dataclass(slots=True)
+class LedgerEntry:
+    """Credit and work of one user at one priority. `reserved` is what outstanding grants
+    hold; `charged` is settled; `refunded` is what lost or cancelled grants gave back."""
+
+    charged: float = 0.0
+    reserved: float = 0.0
+    refunded: float = 0.0
+    core_seconds: float = 0.0
+    units: int = 0
+
+
+@dataclass(slots=True)
+class ParkState:
+    offset: int = 0
+    jobs: dict[str, JobView] = field(default_factory=dict)
+    units: dict[str, UnitView] = field(default_factory=dict)
+    workers: dict[str, WorkerView] = field(default_factory=dict)
+    ledger: dict[tuple[str, Priority], LedgerEntry] = field(default_factory=dict)
+    # Jobs with queued units, and units under lease: the scheduler's and the lease
+    # reaper's working sets, kept so neither scans every unit.
+    runnable: set[str] = field(default_factory=set)
+    leased: dict[str, float] = field(default_factory=dict)
+
+    def apply(self, offset: int, event: Event) -> None:
+        if offset <= self.offset:
+            return  # already folded: a replayed or re-delivered event
+        self.offset = offset
+        handler = _HANDLERS.get(type(event))
+        if handler is not None:
+            handler(self, event)
+
+    def active_jobs(self) -> list[JobView]:
+        return [job for job in self.jobs.values() if job.active]
+
+    def ledger_entry(self, user: str, priority: Priority) -> LedgerEntry:
+        key = (user, priority)
+        entry = self.ledger.get(key)
+        if entry is None:
+            entry = self.ledger[key] = LedgerEntry()
+        return entry
+
+    # -- folds --------------------------------------------------------------------------
+
+    def _job_submitted(self, e: JobSubmitted) -> None:
+        if e.job_id in self.jobs or e.kind not in KINDS:
+            return
+        self.jobs[e.job_id] = JobView(
+            id=e.job_id,
+            user=e.user,
+            kind=e.kind,
+            spec=e.spec,
+            priority=e.priority,
+            tags=dict(e.tags),
+            notify=e.notify,
+            submitted_at=e.at,
+            kind_state=KINDS[e.kind].start(e.spec),
+        )
+
+    def _units_planned(self, e: UnitsPlanned) -> None:
+        job = self.jobs.get(e.job_id)
+        if job is None or not job.active:
+            return
+        fresh = [u for u in e.units if u.unit_id not in self.units]
+        for u in fresh:
+            self.units[u.unit_id] = UnitView(id=u.unit_id, job_id=job.id, payload=u.payload)
+            job.queue.append(u.unit_id)
+            job.unit_ids.append(u.unit_id)
+        job.units_total += len(fresh)
+        KINDS[job.kind].planned(job.kind_state, [u.payload for u in fresh])
+        if job.queue:
+            self.runnable.add(job.id)
+
+    def _priority_changed(self, e: JobPriorityChanged) -> None:
+        job = self.jobs.get(e.job_id)
+        if job is not None and job.active:
+            job.priority = e.priority
+
+    def _job_cancelled(self, e: JobCancelled) -> None:
+        job = self.jobs.get(e.job_id)
+        if job is not None and job.active:
+            self._finish(job, JobStatus.CANCELLED, e.at)
+
+    def _job_completed(self, e: JobCompleted) -> None:
+        job = self.jobs.get(e.job_id)
+        if job is not None and job.active:
+            job.result = e.result
+            self._finish(job, JobStatus.COMPLETE, e.at)
+
+    def _job_failed(self, e: JobFailed) -> None:
+        job = self.jobs.get(e.job_id)
+        if job is not None and job.active:
+            job.error = e.error
+            self._finish(job, JobStatus.FAILED, e.at)
+
+    def _finish(self, job: JobView, status: JobStatus, at: float) -> None:
+        """A finished job keeps its view and result; its units and kind state are dropped,
+        outstanding reservations refunded."""
+        job.status = status
+        job.finished_at = at
+        for unit_id in job.unit_ids:
+            unit = self.units.pop(unit_id, None)
+            if unit is not None and unit.status is UnitStatus.LEASED:
+                self._release_lease(unit, refund=True)
+        job.unit_ids = []
+        job.queue.clear()
+        job.kind_state = None
+        self.runnable.discard(job.id)
+
+    def _worker_joined(self, e: WorkerJoined) -> None:
+        if e.worker_id in self.workers:
+            return
+        self.workers[e.worker_id] = WorkerView(
+            id=e.worker_id,
+            name=e.name,
+            cpus=e.cpus,
+            owner=e.owner,
+            policy=e.policy,
+            job_id=e.job_id,
+            joined_at=e.at,
+            last_seen=e.at,
+        )
+
+    def _worker_left(self, e: WorkerLeft) -> None:
+        worker = self.workers.get(e.worker_id)
+        if worker is not None and worker.active:
+            worker.left_at = e.at
+
+    def _work_requested(self, e: WorkRequested) -> None:
+        worker = self.workers.get(e.worker_id)
+        if worker is not None:
+            worker.last_seen = e.at
+
+    def _unit_granted(self, e: UnitGranted) -> None:
+        unit = self.units.get(e.unit_id)
+        worker = self.workers.get(e.worker_id)
+        if unit is None or unit.status is not UnitStatus.QUEUED or worker is None:
+            return
+        job = self.jobs[unit.job_id]
+        unit.status = UnitStatus.LEASED
+        unit.attempts += 1
+        unit.worker_id = e.worker_id
+        unit.lease_deadline = e.lease_deadline
+        unit.priority = job.priority
+        unit.price = e.price
+        unit.reserved = e.reserved
+        if job.queue and job.queue[0] == unit.id:
+            job.queue.popleft()
+        else:
+            job.queue.remove(unit.id)
+        if not job.queue:
+            self.runnable.discard(job.id)
+        if job.status is JobStatus.PENDING:
+            job.status = JobStatus.RUNNING
+            job.started_at = e.at
+        job.last_granted_at = e.at
+        worker.units.add(unit.id)
+        self.leased[unit.id] = e.lease_deadline
+        entry = self.ledger_entry(job.user, unit.priority)
+        entry.reserved += e.reserved
+
+    def _lease_extended(self, e: LeaseExtended) -> None:
+        for unit_id in e.unit_ids:
+            unit = self.units.get(unit_id)
+            if (
+                unit is not None
+                and unit.status is UnitStatus.LEASED
+                and unit.worker_id == e.worker_id
+                and unit.lease_deadline is not None
+                and e.lease_deadline > unit.lease_deadline
+            ):
+                unit.lease_deadline = e.lease_deadline
+                self.leased[unit_id] = e.lease_deadline
+
+    def _unit_completed(self, e: UnitCompleted) -> None:
+        unit = self.units.get(e.unit_id)
+        if unit is None or unit.status not in (UnitStatus.LEASED, UnitStatus.QUEUED):
+            return
+        job = self.jobs[unit.job_id]
+        if unit.status is UnitStatus.LEASED:
+            # A holder whose lease expired may report before the unit's new holder: its
+            # report wins, and the new holder's reservation is given back.
+            self._release_lease(unit, refund=unit.worker_id != e.worker_id)
+        else:  # reported by a holder whose lease had expired: still the first report
+            job.queue.remove(unit.id)
+            if not job.queue:
+                self.runnable.discard(job.id)
+        unit.status = UnitStatus.DONE
+        job.units_done += 1
+        KINDS[job.kind].absorb(job.kind_state, unit.payload, e.result)
+        entry = self.ledger_entry(job.user, unit.priority)
+        entry.charged += e.charged
+        entry.core_seconds += e.cpu_seconds
+        entry.units += 1
+        worker = self.workers.get(e.worker_id)
+        if worker is not None:
+            worker.units_done += 1
+            worker.last_seen = e.at
+
+    def _unit_failed(self, e: UnitFailed) -> None:
+        unit = self.units.get(e.unit_id)
+        if unit is None or unit.status is not UnitStatus.LEASED:
+            return
+        self._release_lease(unit, refund=True)
+        unit.status = UnitStatus.FAILED
+        job = self.jobs[unit.job_id]
+        if job.error is None:
+            job.error = f"unit {unit.id} failed: {e.error}"
+
+    def _lease_expired(self, e: UnitLeaseExpired) -> None:
+        unit = self.units.get(e.unit_id)
+        if unit is None or unit.status is not UnitStatus.LEASED or unit.worker_id != e.worker_id:
+            return
+        self._release_lease(unit, refund=True)
+        unit.status = UnitStatus.QUEUED
+        job = self.jobs[unit.job_id]
+        job.queue.appendleft(unit.id)
+        self.runnable.add(job.id)
+
+    def _release_lease(self, unit: UnitView, *, refund: bool) -> None:
+        self.leased.pop(unit.id, None)
+        if unit.worker_id is not None and unit.worker_id in self.workers:
+            self.workers[unit.worker_id].units.discard(unit.id)
+        job = self.jobs[unit.job_id]
+        entry = self.ledger_entry(job.user, unit.priority)
+        entry.reserved -= unit.reserved
+        if refund:
+            entry.refunded += unit.reserved
+        unit.reserved = 0.0
+        unit.lease_deadline = None
+
+
+_HANDLERS: dict[type, Any] = {
+    JobSubmitted: ParkState._job_submitted,
+    UnitsPlanned: ParkState._units_planned,
+    JobPriorityChanged: ParkState._priority_changed,
+    JobCancelled: ParkState._job_cancelled,
+    JobCompleted: ParkState._job_completed,
+    JobFailed: ParkState._job_failed,
+    WorkerJoined: ParkState._worker_joined,
+    WorkerLeft: ParkState._worker_left,
+    WorkRequested: ParkState._work_requested,
+    UnitGranted: ParkState._unit_granted,
+    LeaseExtended: ParkState._lease_extended,
+    UnitCompleted: ParkState._unit_completed,
+    UnitFailed: ParkState._unit_failed,
+    UnitLeaseExpired: ParkState._lease_expired,
+}

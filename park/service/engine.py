@@ -1,0 +1,292 @@
+"""The park service: runs commands against the projections, appends their events, folds.
+
+This is the application layer between the pure core and the edges. Every state change
+goes the same way: under one lock, `decide` (park.commands) turns a command into events,
+the log appends them, and the projections fold them with the offsets the log assigned. A
+second step, `settle`, moves job state machines on (plans units, records outcomes).
+Background tasks reap expired leases and write snapshots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from park import commands
+from park.commands import Pricing, UnitReport
+from park.domain import Priority, WorkerPolicy
+from park.events.log import EventLog
+from park.events.schema import Event, UnitGranted, UnitLeaseExpired, UnitsPlanned
+from park.projections.state import JobView, ParkState, UnitView
+from park.service.snapshots import SnapshotStore
+
+log = logging.getLogger("park.service")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    lease_seconds: float = 30.0
+    pricing: Pricing = field(default_factory=Pricing)
+    snapshot_every_events: int = 100_000
+    snapshot_interval: float = 300.0
+    reap_interval: float = 0.5
+
+
+def new_id() -> str:
+    return secrets.token_hex(6)
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedUnit:
+    unit: UnitView
+    job: JobView
+    lease_deadline: float
+
+
+class ParkService:
+    def __init__(
+        self,
+        log: EventLog,
+        *,
+        snapshots: SnapshotStore | None = None,
+        config: ServiceConfig | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.log = log
+        self.snapshots = snapshots
+        self.config = config or ServiceConfig()
+        self.clock = clock
+        self.state = ParkState()
+        self._lock = asyncio.Lock()
+        self._work_available = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._snapshot_offset = 0
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the latest snapshot, fold the tail of the log, resume interrupted jobs."""
+        last = await self.log.last_offset()
+        if self.snapshots is not None:
+            loaded = self.snapshots.load_latest(max_offset=last)
+            if loaded is not None:
+                self.state = loaded
+                self._snapshot_offset = loaded.offset
+        await self.catch_up()
+        async with self._lock:
+            await self._settle([j.id for j in self.state.active_jobs()])
+        self._tasks = [
+            asyncio.create_task(self._reap_leases(), name="park-lease-reaper"),
+            asyncio.create_task(self._snapshot_periodically(), name="park-snapshots"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        self.snapshot()
+        await self.log.close()
+
+    async def catch_up(self) -> None:
+        """Fold every event the log has beyond the projections' offset."""
+        while True:
+            batch = await self.log.read(after=self.state.offset, limit=10_000)
+            if not batch:
+                return
+            for rec in batch:
+                self.state.apply(rec.offset, rec.event)
+
+    def snapshot(self) -> None:
+        if self.snapshots is not None and self.state.offset > self._snapshot_offset:
+            self.snapshots.save(self.state)
+            self._snapshot_offset = self.state.offset
+
+    # -- the one write path ---------------------------------------------------------------
+
+    async def _commit(self, events: Sequence[Event]) -> int:
+        if not events:
+            return self.state.offset
+        offsets = await self.log.append(events)
+        for offset, event in zip(offsets, events, strict=True):
+            self.state.apply(offset, event)
+        if any(isinstance(e, UnitsPlanned | UnitLeaseExpired) for e in events):
+            self._work_available.set()
+            self._work_available = asyncio.Event()
+        self._changed.set()
+        self._changed = asyncio.Event()
+        return offsets[-1]
+
+    async def _settle(self, job_ids: Sequence[str] | set[str]) -> None:
+        events = commands.settle_jobs(self.state, sorted(job_ids), self.clock())
+        while events:
+            await self._commit(events)
+            events = commands.settle_jobs(self.state, sorted(commands.jobs_touched(events)), self.clock())
+
+    async def _run(self, events: Sequence[Event]) -> int:
+        offset = await self._commit(events)
+        await self._settle(commands.jobs_touched(events))
+        return max(offset, self.state.offset)
+
+    # -- commands -------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        *,
+        user: str,
+        kind: str,
+        spec: dict[str, Any],
+        priority: Priority = Priority.FREE,
+        tags: dict[str, str] | None = None,
+        notify: str | None = None,
+    ) -> JobView:
+        job_id = new_id()
+        async with self._lock:
+            events = commands.submit_job(
+                job_id=job_id,
+                user=user,
+                kind=kind,
+                spec=spec,
+                priority=priority,
+                tags=dict(tags or {}),
+                notify=notify,
+                now=self.clock(),
+            )
+            await self._run(events)
+        return self.state.jobs[job_id]
+
+    async def cancel(self, job_id: str, *, by: str | None) -> JobView:
+        async with self._lock:
+            await self._run(commands.cancel_job(self.state, job_id, by=by, now=self.clock()))
+        return self.state.jobs[job_id]
+
+    async def change_priority(self, job_id: str, priority: Priority, *, by: str | None) -> JobView:
+        async with self._lock:
+            events = commands.change_priority(
+                self.state, job_id, priority, by=by, now=self.clock()
+            )
+            await self._run(events)
+        return self.state.jobs[job_id]
+
+    async def register_worker(
+        self,
+        *,
+        name: str,
+        cpus: int,
+        owner: str | None = None,
+        policy: WorkerPolicy = WorkerPolicy.ANY,
+        job_id: str | None = None,
+    ) -> str:
+        worker_id = new_id()
+        async with self._lock:
+            events = commands.register_worker(
+                self.state,
+                worker_id=worker_id,
+                name=name,
+                cpus=cpus,
+                owner=owner,
+                policy=policy,
+                job_id=job_id,
+                now=self.clock(),
+            )
+            await self._run(events)
+        return worker_id
+
+    async def remove_worker(self, worker_id: str) -> None:
+        async with self._lock:
+            await self._run(commands.remove_worker(self.state, worker_id, self.clock()))
+
+    async def lease(self, worker_id: str, max_units: int, wait: float = 0.0) -> list[LeasedUnit]:
+        """Grant up to `max_units` units, waiting up to `wait` seconds for work to appear."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            available = self._work_available
+            async with self._lock:
+                events = commands.lease_units(
+                    self.state,
+                    worker_id,
+                    max_units,
+                    now=self.clock(),
+                    lease_seconds=self.config.lease_seconds,
+                    pricing=self.config.pricing,
+                )
+                if events:
+                    await self._run(events)
+                    return [
+                        LeasedUnit(
+                            unit=self.state.units[e.unit_id],
+                            job=self.state.jobs[e.job_id],
+                            lease_deadline=e.lease_deadline,
+                        )
+                        for e in events
+                        if isinstance(e, UnitGranted) and e.unit_id in self.state.units
+                    ]
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return []
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(available.wait(), remaining)
+
+    async def report(self, worker_id: str, reports: Sequence[UnitReport]) -> list[str]:
+        """Record unit results and failures; return the ids of reports that were ignored."""
+        async with self._lock:
+            events, ignored = commands.report_units(
+                self.state, worker_id, reports, now=self.clock()
+            )
+            await self._run(events)
+        return ignored
+
+    async def heartbeat(self, worker_id: str, unit_ids: Sequence[str]) -> float:
+        async with self._lock:
+            now = self.clock()
+            events = commands.extend_leases(
+                self.state, worker_id, unit_ids, now=now, lease_seconds=self.config.lease_seconds
+            )
+            await self._run(events)
+        return now + self.config.lease_seconds
+
+    async def expire_leases(self) -> int:
+        async with self._lock:
+            events = commands.expire_leases(self.state, self.clock())
+            await self._run(events)
+        return len(events)
+
+    async def wait_for_change(self, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+            return True
+        return False
+
+    # -- background -----------------------------------------------------------------------
+
+    async def _reap_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.reap_interval)
+            try:
+                await self.expire_leases()
+            except Exception:  # keep reaping; the next tick retries
+                log.exception("reaping expired leases failed")
+
+    async def _snapshot_periodically(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            await asyncio.sleep(1.0)
+            behind = self.state.offset - self._snapshot_offset
+            due = loop.time() - last >= self.config.snapshot_interval and behind > 0
+            if behind >= self.config.snapshot_every_events or due:
+                try:
+                    self.snapshot()
+                except Exception:
+                    log.exception("writing a snapshot failed")
+                last = loop.time()

@@ -1,0 +1,174 @@
+"""The worker agent: registers, leases units, runs them in child processes, reports.
+
+It keeps a few lease loops ("slots") going so that the next batch is on its way while the
+children run the current one, sizes each batch to about `target_batch_seconds` of work, and
+heartbeats the leases of units still running. A server that goes away (restart, crash) is
+retried with back-off; results finished meanwhile are reported when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import socket
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from park.worker.runner import AllowList, run_batch
+
+log = logging.getLogger("park.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    server: str
+    cpus: int = 1
+    name: str = ""
+    owner: str | None = None
+    policy: str = "any"
+    job: str | None = None
+    token: str | None = None
+    max_batch: int = 256
+    target_batch_seconds: float = 0.5
+    poll_seconds: float = 10.0
+    give_up_after: float = 300.0
+
+
+class ServerGone(Exception):
+    pass
+
+
+class WorkerAgent:
+    def __init__(self, options: WorkerOptions, allow: AllowList | None = None) -> None:
+        self.options = options
+        self.allow = allow if allow is not None else AllowList.from_env()
+        self.worker_id: str | None = None
+        self.lease_seconds = 30.0
+        self.in_flight: set[str] = set()
+        headers = {"Authorization": f"Bearer {options.token}"} if options.token else {}
+        self._http = httpx.AsyncClient(
+            base_url=options.server.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(options.poll_seconds + 30.0, connect=5.0),
+        )
+        self._pool = ProcessPoolExecutor(
+            max_workers=options.cpus, mp_context=multiprocessing.get_context("forkserver")
+        )
+
+    async def _call(self, method: str, path: str, body: Any = None) -> Any:
+        """One API call, retried while the server is unreachable (it may be restarting)."""
+        delay = 0.1
+        give_up = time.monotonic() + self.options.give_up_after
+        while True:
+            try:
+                response = await self._http.request(method, path, json=body)
+            except httpx.TransportError as err:
+                if time.monotonic() > give_up:
+                    raise ServerGone(f"{self.options.server} unreachable: {err}") from err
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if response.status_code >= 500 and time.monotonic() < give_up:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            response.raise_for_status()
+            return response.json() if response.content else None
+
+    async def register(self) -> str:
+        o = self.options
+        body = {
+            "name": o.name or f"{socket.gethostname()}:{os.getpid()}",
+            "cpus": o.cpus,
+            "owner": o.owner,
+            "policy": o.policy,
+            "job": o.job,
+        }
+        answer = await self._call("POST", "/v1/workers", body)
+        self.worker_id = answer["id"]
+        self.lease_seconds = float(answer["lease_seconds"])
+        log.info("registered as worker %s", self.worker_id)
+        return str(self.worker_id)
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        await self.register()
+        slots = [asyncio.create_task(self._slot(stop)) for _ in range(2 * self.options.cpus)]
+        beat = asyncio.create_task(self._heartbeat(stop))
+        try:
+            await asyncio.wait(
+                [*slots, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in slots:
+                if task.done() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            stop.set()
+            for task in [*slots, beat]:
+                task.cancel()
+            await asyncio.gather(*slots, beat, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._leave(), 5.0)
+            await self._http.aclose()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _leave(self) -> None:
+        if self.worker_id is not None:
+            await self._http.delete(f"/v1/workers/{self.worker_id}")
+
+    async def _slot(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        batch = 1
+        while not stop.is_set():
+            try:
+                answer = await self._call(
+                    "POST",
+                    f"/v1/workers/{self.worker_id}/lease",
+                    {"max_units": batch, "wait": self.options.poll_seconds},
+                )
+            except httpx.HTTPStatusError as err:
+                if err.response.status_code in (404, 409):  # forgotten or marked gone
+                    await self.register()
+                    continue
+                raise
+            units = answer["units"]
+            if not units:
+                continue
+            ids = [u["id"] for u in units]
+            self.in_flight.update(ids)
+            started = time.monotonic()
+            try:
+                reports = await loop.run_in_executor(
+                    self._pool, run_batch, units, self.allow.patterns
+                )
+            finally:
+                self.in_flight.difference_update(ids)
+            per_unit = (time.monotonic() - started) / len(units)
+            batch = self._next_batch(per_unit)
+            await self._call(
+                "POST", f"/v1/workers/{self.worker_id}/reports", {"reports": reports}
+            )
+
+    def _next_batch(self, seconds_per_unit: float) -> int:
+        if seconds_per_unit <= 0:
+            return self.options.max_batch
+        wanted = int(self.options.target_batch_seconds / seconds_per_unit)
+        return max(1, min(self.options.max_batch, wanted))
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(max(0.2, self.lease_seconds / 3))
+            if self.in_flight and self.worker_id is not None:
+                with contextlib.suppress(httpx.HTTPError, ServerGone):
+                    await self._call(
+                        "POST",
+                        f"/v1/workers/{self.worker_id}/heartbeat",
+                        {"unit_ids": sorted(self.in_flight)},
+                    )

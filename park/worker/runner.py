@@ -1,0 +1,70 @@
+"""Runs units inside a worker's child processes, behind the allow list.
+
+A worker runs only functions that match its allow list (`PARK_ALLOWED_FUNCTIONS`,
+comma-separated `module:function` patterns with `*`); park's built-ins are always allowed.
+A refused unit fails with a message saying so, and its function is never imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+
+from park.jobs import KINDS
+
+ALWAYS_ALLOWED = ("park.builtins:sleep", "park.builtins:burn")
+ALLOW_ENV = "PARK_ALLOWED_FUNCTIONS"
+
+
+@dataclass(frozen=True, slots=True)
+class AllowList:
+    patterns: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> AllowList:
+        raw = (environ if environ is not None else os.environ).get(ALLOW_ENV, "")
+        return cls(tuple(p.strip() for p in raw.split(",") if p.strip()))
+
+    def allows(self, function: str) -> bool:
+        if function in ALWAYS_ALLOWED:
+            return True
+        return any(fnmatchcase(function, pattern) for pattern in self.patterns)
+
+
+def run_unit(unit: dict[str, Any], allow: AllowList) -> dict[str, Any]:
+    """Run one leased unit; return its report (never raises)."""
+    report: dict[str, Any] = {"unit_id": unit["id"], "ok": False, "cpu_seconds": 0.0}
+    kind = KINDS.get(unit["kind"])
+    if kind is None:
+        report["error"] = f"this worker does not know job kind {unit['kind']!r}"
+        return report
+    payload = unit["payload"]
+    refused = [f for f in kind.functions_of(payload) if not allow.allows(f)]
+    if refused:
+        report["error"] = (
+            f"function {refused[0]!r} is not allowed on this worker "
+            f"(add it to {ALLOW_ENV}); it was not run"
+        )
+        return report
+    started = time.process_time()
+    try:
+        result = kind.run_unit(payload)
+        json.dumps(result)
+    except Exception as err:
+        report["error"] = "".join(traceback.format_exception_only(err)).strip()
+    else:
+        report["ok"] = True
+        report["result"] = result
+    report["cpu_seconds"] = time.process_time() - started
+    return report
+
+
+def run_batch(units: list[dict[str, Any]], patterns: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Entry point in the child process: a whole batch per round trip keeps IPC cheap."""
+    allow = AllowList(patterns)
+    return [run_unit(unit, allow) for unit in units]
