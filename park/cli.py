@@ -199,14 +199,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--data-dir", default="./park-data")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="local worker processes (default: one per core; 0 for none)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="local worker processes (default: one per core; 0 for none)",
+    )
     p.add_argument("--lease-seconds", type=float, default=30.0)
     p.add_argument("--tokens", help="token file: lines of 'TOKEN USER [user|worker|admin]'")
-    p.add_argument("--insecure", action="store_true",
-                   help="allow a non-loopback address without tokens")
-    p.add_argument("--durable", action="store_true",
-                   help="fsync every append (survives power loss, not just process crashes)")
+    p.add_argument(
+        "--insecure", action="store_true", help="allow a non-loopback address without tokens"
+    )
+    p.add_argument(
+        "--durable",
+        action="store_true",
+        help="fsync every append (survives power loss, not just process crashes)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("worker", help="run units for a server")
@@ -222,8 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     _server_args(p)
     p.add_argument("kind")
     p.add_argument("spec", help="the job spec as JSON, or @FILE")
-    p.add_argument("--priority", default="free",
-                   choices=["free", "low", "normal", "high", "urgent"])
+    p.add_argument(
+        "--priority", default="free", choices=["free", "low", "normal", "high", "urgent"]
+    )
     p.add_argument("--tag", action="append", default=[], help="KEY=VALUE (repeatable)")
     p.add_argument("--notify", help="e-mail address for completion notices")
     p.add_argument("--wait", action="store_true", help="wait for it, with a progress bar")

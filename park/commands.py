@@ -288,7 +288,11 @@ def extend_leases(
     held = sorted(u for u in unit_ids if u in worker.units)
     if not held:
         return []
-    return [LeaseExtended(at=now, worker_id=worker_id, unit_ids=held, lease_deadline=now + lease_seconds)]
+    return [
+        LeaseExtended(
+            at=now, worker_id=worker_id, unit_ids=held, lease_deadline=now + lease_seconds
+        )
+    ]
 
 
 def expire_leases(state: ParkState, now: float) -> list[Event]:
@@ -311,4 +315,3 @@ def jobs_touched(events: Iterable[Event]) -> set[str]:
         if job_id is not None:
             touched.add(job_id)
     return touched
-

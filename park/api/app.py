@@ -265,9 +265,7 @@ def create_app(
 
     @app.get("/v1/workers")
     async def list_workers(active: bool = True) -> dict[str, Any]:
-        workers = [
-            worker_json(w) for w in service.state.workers.values() if w.active or not active
-        ]
+        workers = [worker_json(w) for w in service.state.workers.values() if w.active or not active]
         return {"workers": workers, "offset": service.state.offset}
 
     @app.delete("/v1/workers/{worker_id}", status_code=204)

@@ -7,6 +7,7 @@ WAL with `synchronous=NORMAL` keeps every committed batch through a process cras
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,10 +89,8 @@ class SqliteEventLog(EventLog):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._appended.wait(), min(remaining, _POLL_SECONDS))
-            except TimeoutError:
-                pass
 
     async def close(self) -> None:
         self._db.close()

@@ -130,7 +130,9 @@ class ParkService:
         events = commands.settle_jobs(self.state, sorted(job_ids), self.clock())
         while events:
             await self._commit(events)
-            events = commands.settle_jobs(self.state, sorted(commands.jobs_touched(events)), self.clock())
+            events = commands.settle_jobs(
+                self.state, sorted(commands.jobs_touched(events)), self.clock()
+            )
 
     async def _run(self, events: Sequence[Event]) -> int:
         offset = await self._commit(events)
@@ -171,9 +173,7 @@ class ParkService:
 
     async def change_priority(self, job_id: str, priority: Priority, *, by: str | None) -> JobView:
         async with self._lock:
-            events = commands.change_priority(
-                self.state, job_id, priority, by=by, now=self.clock()
-            )
+            events = commands.change_priority(self.state, job_id, priority, by=by, now=self.clock())
             await self._run(events)
         return self.state.jobs[job_id]
 

@@ -152,9 +152,7 @@ class WorkerAgent:
                 self.in_flight.difference_update(ids)
             per_unit = (time.monotonic() - started) / len(units)
             batch = self._next_batch(per_unit)
-            await self._call(
-                "POST", f"/v1/workers/{self.worker_id}/reports", {"reports": reports}
-            )
+            await self._call("POST", f"/v1/workers/{self.worker_id}/reports", {"reports": reports})
 
     def _next_batch(self, seconds_per_unit: float) -> int:
         if seconds_per_unit <= 0:

@@ -1,0 +1,150 @@
+"""Bad input gets a 4xx whose message names the field, and appends nothing to the log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from park.api.app import ApiSettings, create_app
+from park.events.sqlite import SqliteEventLog
+from park.service.engine import ParkService
+
+GOOD_SPEC = {"function": "park.builtins:sleep", "inputs": [0], "chunk": 1}
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    service = ParkService(SqliteEventLog.in_data_dir(tmp_path))
+    app = create_app(service, ApiSettings(max_body_bytes=64 * 1024))
+    with TestClient(app) as client:
+        yield client
+
+
+def offset(client: TestClient) -> int:
+    return int(client.get("/healthz").json()["offset"])
+
+
+CASES: list[tuple[str, dict[str, Any], int, str]] = [
+    ("unknown kind", {"kind": "teleport", "spec": {}}, 422, "kind"),
+    ("missing kind", {"spec": GOOD_SPEC}, 422, "kind"),
+    ("missing spec", {"kind": "map"}, 422, "spec"),
+    ("spec not an object", {"kind": "map", "spec": [1, 2]}, 422, "spec"),
+    ("missing function", {"kind": "map", "spec": {"inputs": [1]}}, 422, "spec.function"),
+    ("bad function name", {"kind": "map", "spec": {**GOOD_SPEC, "function": "os.system"}},
+     422, "spec.function"),
+    ("inputs not a list", {"kind": "map", "spec": {**GOOD_SPEC, "inputs": 3}}, 422, "spec.inputs"),
+    ("chunk zero", {"kind": "map", "spec": {**GOOD_SPEC, "chunk": 0}}, 422, "spec.chunk"),
+    ("chunk wrong type", {"kind": "map", "spec": {**GOOD_SPEC, "chunk": "two"}}, 422,
+     "spec.chunk"),
+    ("unknown spec field", {"kind": "map", "spec": {**GOOD_SPEC, "chunks": 2}}, 422,
+     "spec.chunks"),
+    ("unknown priority", {"kind": "map", "spec": GOOD_SPEC, "priority": "asap"}, 422, "priority"),
+    ("tags wrong type", {"kind": "map", "spec": GOOD_SPEC, "tags": ["a"]}, 422, "tags"),
+    ("unknown top-level field", {"kind": "map", "spec": GOOD_SPEC, "colour": "red"}, 422,
+     "colour"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_bad_submission_is_refused_naming_the_field(
+    client: TestClient, body: dict[str, Any], status: int, field: str
+) -> None:
+    before = offset(client)
+    response = client.post("/v1/jobs", json=body)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["message"].startswith(f"{field}:"), error
+    assert offset(client) == before
+
+
+def test_malformed_json_is_a_422_not_a_500(client: TestClient) -> None:
+    before = offset(client)
+    response = client.post(
+        "/v1/jobs",
+        content=b'{"kind": "map", "spec": ',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert "error" in response.json()
+    assert offset(client) == before
+
+
+def test_oversize_body_is_413(client: TestClient) -> None:
+    before = offset(client)
+    inputs = [0] * 40_000  # about 120 kB of JSON, over the 64 kB limit of this server
+    response = client.post(
+        "/v1/jobs", json={"kind": "map", "spec": {**GOOD_SPEC, "inputs": inputs}}
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["message"].startswith("body:")
+    assert offset(client) == before
+
+
+def test_unknown_job_is_404_naming_the_id(client: TestClient) -> None:
+    for method, path in (
+        ("GET", "/v1/jobs/nope"),
+        ("GET", "/v1/jobs/nope/result"),
+        ("POST", "/v1/jobs/nope/cancel"),
+    ):
+        response = client.request(method, path)
+        assert response.status_code == 404, path
+        assert response.json()["error"]["message"].startswith("job_id:")
+
+
+def test_unknown_worker_is_404(client: TestClient) -> None:
+    before = offset(client)
+    response = client.post("/v1/workers/ghost/lease", json={"max_units": 1})
+    assert response.status_code == 404
+    assert response.json()["error"]["message"].startswith("worker_id:")
+    assert offset(client) == before
+
+
+def test_bad_lease_request_names_the_field(client: TestClient) -> None:
+    worker = client.post("/v1/workers", json={"name": "w", "cpus": 1}).json()["id"]
+    response = client.post(f"/v1/workers/{worker}/lease", json={"max_units": 0})
+    assert response.status_code == 422
+    assert response.json()["error"]["message"].startswith("max_units:")
+
+
+def test_own_only_worker_without_owner_is_refused(client: TestClient) -> None:
+    response = client.post("/v1/workers", json={"name": "w", "policy": "own-only"})
+    assert response.status_code == 422
+    assert response.json()["error"]["message"].startswith("owner:")
+
+
+def test_result_of_a_running_job_is_a_409(client: TestClient) -> None:
+    job = client.post("/v1/jobs", json={"kind": "map", "spec": GOOD_SPEC}).json()
+    assert job["status"] == "pending"
+    assert set(job) >= {"id", "status", "kind", "priority", "tags", "submitted_at", "progress"}
+    assert job["progress"] == {"done": 0, "total": 1, "items_done": 0, "items_total": 1}
+    response = client.get(f"/v1/jobs/{job['id']}/result")
+    assert response.status_code == 409
+
+
+def test_cancelling_twice_is_a_409(client: TestClient) -> None:
+    job = client.post("/v1/jobs", json={"kind": "map", "spec": GOOD_SPEC}).json()
+    assert client.post(f"/v1/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
+    before = offset(client)
+    response = client.post(f"/v1/jobs/{job['id']}/cancel")
+    assert response.status_code == 409
+    assert offset(client) == before
+
+
+def test_another_users_job_cannot_be_cancelled(client: TestClient) -> None:
+    job = client.post(
+        "/v1/jobs", json={"kind": "map", "spec": GOOD_SPEC}, headers={"X-Park-User": "ann"}
+    ).json()
+    response = client.post(f"/v1/jobs/{job['id']}/cancel", headers={"X-Park-User": "bob"})
+    assert response.status_code == 403
+    assert client.get(f"/v1/jobs/{job['id']}").json()["status"] == "pending"
+
+
+def test_openapi_docs_are_served(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    assert "/v1/jobs" in client.get("/openapi.json").json()["paths"]
