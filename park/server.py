@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import signal
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -17,6 +15,7 @@ from park.api.auth import Role, TokenTable
 from park.events.sqlite import SqliteEventLog
 from park.service.engine import ParkService, ServiceConfig
 from park.service.snapshots import SnapshotStore
+from park.worker.local import LocalWorkers
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,33 +66,20 @@ def serve(options: ServeOptions) -> None:
         )
         if worker_token is None and options.workers:
             raise ConfigError("local workers need a token with role 'worker' in the token file")
-    local_workers: list[subprocess.Popen[bytes]] = []
     connect_host = "127.0.0.1" if options.host in ("0.0.0.0", "::", "") else options.host
-    url = f"http://{connect_host}:{options.port}"
+    workers = LocalWorkers(
+        f"http://{connect_host}:{options.port}", options.workers, token=worker_token
+    )
 
     async def start_workers() -> None:
-        env = dict(os.environ)
-        if worker_token:
-            env["PARK_TOKEN"] = worker_token
-        for _ in range(options.workers):
-            local_workers.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "park", "worker", "--server", url, "--cpus", "1"],
-                    env=env,
-                )
-            )
+        workers.start()
 
     async def stop_workers() -> None:
-        for proc in local_workers:
-            proc.send_signal(signal.SIGTERM)
-        for proc in local_workers:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        workers.stop()
 
+    service = build_service(options)
     app = create_app(
-        build_service(options),
+        service,
         ApiSettings(tokens=tokens),
         on_startup=start_workers,
         on_shutdown=stop_workers,
@@ -101,4 +87,17 @@ def serve(options: ServeOptions) -> None:
     config = uvicorn.Config(
         app, host=options.host, port=options.port, log_level="warning", access_log=False
     )
-    uvicorn.Server(config).run()
+    _Server(config, service).run()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn drains in-flight requests before the app's shutdown handlers run; lease
+    long-polls are told to answer first, so a stop takes well under a second."""
+
+    def __init__(self, config: uvicorn.Config, service: ParkService) -> None:
+        super().__init__(config)
+        self._service = service
+
+    async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        self._service.close_polls()
+        await super().shutdown(sockets)

@@ -117,7 +117,15 @@ class WorkerAgent:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._leave(), 5.0)
             await self._http.aclose()
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._stop_children()
+
+    def _stop_children(self) -> None:
+        """Stopping means now: units still running are abandoned (their leases were given
+        back by leaving), so the children are terminated rather than waited for."""
+        processes = list(getattr(self._pool, "_processes", {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
 
     async def _leave(self) -> None:
         if self.worker_id is not None:
