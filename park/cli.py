@@ -188,6 +188,82 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    _print_explanation(_client(args).get(f"/v1/jobs/{args.job_id}/explain"))
+    return 0
+
+
+def _print_explanation(answer: dict[str, Any]) -> None:
+    console.print(f"[bold]{answer['id']}[/bold] {answer['status']} (log offset {answer['offset']})")
+    if answer.get("rank") is not None:
+        console.print(
+            f"rank {answer['rank']} of {answer['runnable_jobs']} runnable; "
+            f"weight {answer['weight']:.3g}; share now {answer['current_share']:.1%}, "
+            f"target {answer['target_share']:.1%}"
+        )
+    if answer.get("estimated_start") is not None:
+        wait = max(0.0, answer["estimated_start"] - time.time())
+        console.print(f"estimated start in {wait:.0f} s ({answer['grants_ahead']} grants ahead)")
+    for reason in answer["reasons"]:
+        console.print(f"  - {reason}")
+
+
+def cmd_ledger(args: argparse.Namespace) -> int:
+    path = f"/v1/ledger/{args.user}" if args.user else "/v1/ledger"
+    answer = _client(args).get(path)
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    table = Table("user", "charged", "reserved", "refunded", "usage", "budget left",
+                  "core-s", "units")  # fmt: skip
+    for user, row in answer["users"].items():
+        left = row["budget_left"]
+        table.add_row(
+            user, f"{row['charged']:.2f}", f"{row['reserved']:.2f}", f"{row['refunded']:.2f}",
+            f"{row['usage']:.2f}", "-" if left is None else f"{left:.2f}",
+            f"{row['core_seconds']:.1f}", str(row["units"]),
+        )  # fmt: skip
+    console.print(table)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from park.events.sqlite import SqliteEventLog
+    from park.replay import replay
+    from park.scheduler.explain import explain
+
+    async def run() -> int:
+        log = SqliteEventLog.in_data_dir(args.data_dir)
+        try:
+            report = await replay(log, to=args.to, verify=args.verify)
+        finally:
+            await log.close()
+        state = report.state
+        console.print(
+            f"replayed to offset {state.offset}: {len(state.jobs)} jobs, "
+            f"{len(state.active_jobs())} active"
+        )
+        if args.verify:
+            console.print(
+                f"re-ran the policy on {report.requests} requests ({report.grants} grants): "
+                f"{len(report.mismatches)} differ"
+            )
+            for m in report.mismatches[:20]:
+                console.print(f"[red]offset {m.offset} worker {m.worker_id}[/red]")
+                console.print(f"  recorded {m.recorded}\n  replayed {m.replayed}")
+        if args.explain:
+            if args.explain not in state.jobs:
+                console.print(f"[red]no job {args.explain!r} at offset {state.offset}[/red]")
+                return 2
+            last_at = max((j.submitted_at for j in state.jobs.values()), default=0.0)
+            if state.recent_grants:
+                last_at = max(last_at, state.recent_grants[-1][1])
+            _print_explanation(explain(state, args.explain, last_at))
+        return 1 if report.mismatches else 0
+
+    return asyncio.run(run())
+
+
 # -- wiring -----------------------------------------------------------------------------
 
 
@@ -261,6 +337,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_wait)
+
+    p = sub.add_parser("explain", help="why a job waits: reasons, rank, share, start")
+    _server_args(p)
+    p.add_argument("job_id")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("ledger", help="credit and usage per user")
+    _server_args(p)
+    p.add_argument("user", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ledger)
+
+    p = sub.add_parser("replay", help="rebuild state from the log; verify every decision")
+    p.add_argument("--data-dir", default="./park-data")
+    p.add_argument("--to", type=int, help="stop at this offset")
+    p.add_argument("--verify", action="store_true", help="re-run the policy on each request")
+    p.add_argument("--explain", metavar="JOB", help="explain this job as of --to")
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("events", help="print the raw event log as JSON lines")
     _server_args(p)

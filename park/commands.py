@@ -6,13 +6,14 @@ nothing raises a domain error and appends nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from park.domain import DEFAULT_PRICES, Priority, UnitStatus, WorkerPolicy
+from park.domain import Priority, UnitStatus, WorkerPolicy
 from park.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from park.events.schema import (
+    BudgetSet,
     Event,
     JobCancelled,
     JobCompleted,
@@ -21,6 +22,7 @@ from park.events.schema import (
     JobSubmitted,
     LeaseExtended,
     PlannedUnit,
+    PolicyConfigured,
     UnitCompleted,
     UnitFailed,
     UnitGranted,
@@ -32,18 +34,8 @@ from park.events.schema import (
 )
 from park.jobs import KINDS, SpecError
 from park.projections.state import JobView, ParkState, WorkerView
-from park.scheduler import WorkRequest, grant
-
-
-@dataclass(frozen=True, slots=True)
-class Pricing:
-    """Credits per core-second by priority; a grant reserves `reserve_seconds` of it."""
-
-    prices: Mapping[Priority, float] = field(default_factory=lambda: dict(DEFAULT_PRICES))
-    reserve_seconds: float = 1.0
-
-    def price(self, priority: Priority) -> float:
-        return self.prices[priority]
+from park.scheduler.config import PolicyConfig
+from park.scheduler.policy import Grant, WorkRequest, grant
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,28 +202,48 @@ def lease_units(
     *,
     now: float,
     lease_seconds: float,
-    pricing: Pricing,
 ) -> list[Event]:
+    """The request and the grants that answer it, all as events (replay re-runs it)."""
     require_worker(state, worker_id)
-    grants = grant(state, WorkRequest(worker_id=worker_id, max_units=max_units))
+    grants = grant(state, WorkRequest(worker_id=worker_id, max_units=max_units, at=now))
     if not grants:
         return []
     events: list[Event] = [WorkRequested(at=now, worker_id=worker_id, max_units=max_units)]
-    deadline = now + lease_seconds
-    for g in grants:
-        price = pricing.price(state.jobs[g.job_id].priority)
-        events.append(
-            UnitGranted(
-                at=now,
-                unit_id=g.unit_id,
-                job_id=g.job_id,
-                worker_id=worker_id,
-                lease_deadline=deadline,
-                price=price,
-                reserved=price * pricing.reserve_seconds,
-            )
-        )
+    events.extend(grant_events(state, worker_id, grants, now=now, lease_seconds=lease_seconds))
     return events
+
+
+def grant_events(
+    state: ParkState, worker_id: str, grants: Sequence[Grant], *, now: float, lease_seconds: float
+) -> list[UnitGranted]:
+    policy = state.policy
+    return [
+        UnitGranted(
+            at=now,
+            unit_id=g.unit_id,
+            job_id=g.job_id,
+            worker_id=worker_id,
+            lease_deadline=now + lease_seconds,
+            priority=g.priority,
+            price=policy.price(g.priority),
+            reserved=policy.price(g.priority) * policy.reserve_seconds,
+            vstart=g.vstart,
+            vpass=g.vpass,
+        )
+        for g in grants
+    ]
+
+
+def configure_policy(state: ParkState, config: PolicyConfig, now: float) -> list[Event]:
+    if state.policy == config:
+        return []
+    return [PolicyConfigured(at=now, config=config.model_dump(mode="json"))]
+
+
+def set_budget(state: ParkState, user: str, credits: float | None, now: float) -> list[Event]:
+    if credits is not None and credits < 0:
+        raise InvalidRequest("credits: a budget cannot be negative", field="credits")
+    return [BudgetSet(at=now, user=user, credits=credits)]
 
 
 def report_units(

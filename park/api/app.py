@@ -25,6 +25,7 @@ from park.api.schemas import (
     PatchJob,
     RegisterWorker,
     Reports,
+    SetBudget,
     SubmitJob,
     WorkerUnits,
     job_json,
@@ -33,8 +34,9 @@ from park.api.schemas import (
 )
 from park.commands import UnitReport
 from park.domain import JobStatus
-from park.errors import Conflict, InvalidRequest, NotFound, ParkError
+from park.errors import Conflict, Forbidden, InvalidRequest, NotFound, ParkError
 from park.projections.state import JobView
+from park.scheduler.explain import explain, price_table
 from park.service.engine import ParkService
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -233,6 +235,11 @@ def create_app(
             "error": job.error,
         }
 
+    @app.get("/v1/jobs/{job_id}/explain")
+    async def explain_job(job_id: str, who: Caller = Depends(caller)) -> dict[str, Any]:
+        job, _ = visible_job(job_id, who)
+        return explain(service.state, job.id, service.clock())
+
     @app.post("/v1/jobs/{job_id}/cancel")
     async def cancel_job(job_id: str, who: Caller = Depends(caller)) -> dict[str, Any]:
         return job_json(await service.cancel(job_id, by=who.acting_user()))
@@ -360,11 +367,30 @@ def create_app(
 
     @app.get("/v1/ledger")
     async def ledger() -> dict[str, Any]:
-        return ledger_json(service.state)
+        return ledger_json(service.state, service.clock())
 
     @app.get("/v1/ledger/{user}")
     async def ledger_of(user: str) -> dict[str, Any]:
-        return ledger_json(service.state, user)
+        answer = ledger_json(service.state, service.clock(), user)
+        if user not in answer["users"]:
+            raise NotFound(f"user: nothing recorded for user {user!r}", field="user")
+        return answer
+
+    @app.put("/v1/ledger/{user}/budget")
+    async def set_budget(
+        user: str, body: SetBudget, who: Caller = Depends(caller)
+    ) -> dict[str, Any]:
+        if who.authenticated and who.role.value != "admin":
+            raise Forbidden("setting a budget needs an admin token")
+        await service.set_budget(user, body.credits)
+        return ledger_json(service.state, service.clock(), user)
+
+    @app.get("/v1/policy")
+    async def policy() -> dict[str, Any]:
+        return {
+            "priorities": price_table(service.state),
+            "config": service.state.policy.model_dump(mode="json"),
+        }
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

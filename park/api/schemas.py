@@ -112,16 +112,37 @@ def worker_json(worker: WorkerView) -> dict[str, Any]:
     }
 
 
-def ledger_json(state: ParkState, user: str | None = None) -> dict[str, Any]:
+class SetBudget(Body):
+    credits: float | None = Field(ge=0)
+
+
+def ledger_json(state: ParkState, now: float, user: str | None = None) -> dict[str, Any]:
+    """Per user: totals, decayed `usage`, `budget_left`, and the same per priority."""
     users: dict[str, dict[str, Any]] = {}
-    for (who, priority), entry in sorted(state.ledger.items()):
+    names = {who for who, _ in state.ledger} | set(state.budgets)
+    for who in sorted(names):
         if user is not None and who != user:
             continue
-        users.setdefault(who, {})[priority.value] = {
-            "charged": entry.charged,
-            "reserved": entry.reserved,
-            "refunded": entry.refunded,
-            "core_seconds": entry.core_seconds,
-            "units": entry.units,
+        rows = {p.value: e for (u, p), e in state.ledger.items() if u == who}
+        meter = state.usage.get(who)
+        users[who] = {
+            "charged": sum(e.charged for e in rows.values()),
+            "reserved": sum(e.reserved for e in rows.values()),
+            "refunded": sum(e.refunded for e in rows.values()),
+            "core_seconds": sum(e.core_seconds for e in rows.values()),
+            "units": sum(e.units for e in rows.values()),
+            "usage": meter.at_time(now, state.policy.half_life) if meter else 0.0,
+            "budget": state.budgets.get(who),
+            "budget_left": state.budget_left(who),
+            "priorities": {
+                priority: {
+                    "charged": e.charged,
+                    "reserved": e.reserved,
+                    "refunded": e.refunded,
+                    "core_seconds": e.core_seconds,
+                    "units": e.units,
+                }
+                for priority, e in sorted(rows.items())
+            },
         }
     return {"users": users, "offset": state.offset}

@@ -99,13 +99,20 @@ class WorkRequested(EventBase):
 
 
 class UnitGranted(EventBase):
+    """A lease. `priority` is the one charged (a spent budget demotes paid work to free);
+    `price` per core-second is fixed here and `reserved` is held until the unit settles;
+    `vstart`/`vpass` are the job's virtual time before and after this grant."""
+
     type: Literal["unit.granted"] = "unit.granted"
     unit_id: str
     job_id: str
     worker_id: str
     lease_deadline: float
+    priority: Priority = Priority.FREE
     price: float
     reserved: float
+    vstart: float = 0.0
+    vpass: float = 0.0
 
 
 class LeaseExtended(EventBase):
@@ -140,6 +147,21 @@ class UnitLeaseExpired(EventBase):
     worker_id: str
 
 
+class PolicyConfigured(EventBase):
+    """The scheduling and price configuration in force from here on."""
+
+    type: Literal["policy.configured"] = "policy.configured"
+    config: dict[str, JsonValue]
+
+
+class BudgetSet(EventBase):
+    """A user's credit budget (None: unlimited). Spent, it demotes paid work to free."""
+
+    type: Literal["budget.set"] = "budget.set"
+    user: str
+    credits: float | None
+
+
 Event = Annotated[
     JobSubmitted
     | UnitsPlanned
@@ -154,7 +176,9 @@ Event = Annotated[
     | LeaseExtended
     | UnitCompleted
     | UnitFailed
-    | UnitLeaseExpired,
+    | UnitLeaseExpired
+    | PolicyConfigured
+    | BudgetSet,
     Field(discriminator="type"),
 ]
 

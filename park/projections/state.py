@@ -13,8 +13,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from sortedcontainers import SortedList
+
 from park.domain import JobStatus, Priority, UnitStatus, WorkerPolicy
 from park.events.schema import (
+    BudgetSet,
     Event,
     JobCancelled,
     JobCompleted,
@@ -22,6 +25,7 @@ from park.events.schema import (
     JobPriorityChanged,
     JobSubmitted,
     LeaseExtended,
+    PolicyConfigured,
     UnitCompleted,
     UnitFailed,
     UnitGranted,
@@ -32,6 +36,9 @@ from park.events.schema import (
     WorkRequested,
 )
 from park.jobs import KINDS
+from park.scheduler.config import PolicyConfig
+
+RECENT_GRANTS = 1000
 
 
 @dataclass(slots=True)
@@ -55,6 +62,9 @@ class JobView:
     kind_state: Any = None
     queue: deque[str] = field(default_factory=deque)
     unit_ids: list[str] = field(default_factory=list)
+    # Virtual time: the job's pass in the fair-share order, and since when it has waited.
+    vpass: float = 0.0
+    waiting_since: float = 0.0
 
     @property
     def active(self) -> bool:
@@ -107,6 +117,28 @@ class LedgerEntry:
 
 
 @dataclass(slots=True)
+class DecayedUsage:
+    """Charged credit decaying with a half-life: stored as (value, time of value)."""
+
+    value: float = 0.0
+    at: float = 0.0
+
+    def at_time(self, now: float, half_life: float) -> float:
+        if self.value == 0.0:
+            return 0.0
+        return float(self.value * 2.0 ** (-(now - self.at) / half_life))
+
+    def add(self, amount: float, now: float, half_life: float) -> None:
+        self.value = self.at_time(max(now, self.at), half_life) + amount
+        self.at = max(now, self.at)
+
+
+def queue_key(job: JobView) -> tuple[float, float, str]:
+    """The fair-share order: virtual pass, then age, then id (deterministic ties)."""
+    return (job.vpass, job.submitted_at, job.id)
+
+
+@dataclass(slots=True)
 class ParkState:
     offset: int = 0
     jobs: dict[str, JobView] = field(default_factory=dict)
@@ -117,6 +149,19 @@ class ParkState:
     # reaper's working sets, kept so neither scans every unit.
     runnable: set[str] = field(default_factory=set)
     leased: dict[str, float] = field(default_factory=dict)
+    # The scheduler's inputs: its configuration, the runnable jobs in virtual-time order
+    # (and per user, for workers that serve their owner), the virtual time, decayed usage,
+    # budgets, and the latest grants (for current shares and start estimates).
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    vtime: float = 0.0
+    queue_index: SortedList = field(default_factory=SortedList)
+    runnable_by_user: dict[str, set[str]] = field(default_factory=dict)
+    usage: dict[str, DecayedUsage] = field(default_factory=dict)
+    usage_total: DecayedUsage = field(default_factory=DecayedUsage)
+    budgets: dict[str, float] = field(default_factory=dict)
+    recent_grants: deque[tuple[str, float]] = field(
+        default_factory=lambda: deque(maxlen=RECENT_GRANTS)
+    )
 
     def apply(self, offset: int, event: Event) -> None:
         if offset <= self.offset:
@@ -128,6 +173,35 @@ class ParkState:
 
     def active_jobs(self) -> list[JobView]:
         return [job for job in self.jobs.values() if job.active]
+
+    def charged_total(self, user: str) -> float:
+        return sum(e.charged for (u, _), e in self.ledger.items() if u == user)
+
+    def budget_left(self, user: str) -> float | None:
+        budget = self.budgets.get(user)
+        if budget is None:
+            return None
+        reserved = sum(e.reserved for (u, _), e in self.ledger.items() if u == user)
+        return budget - self.charged_total(user) - reserved
+
+    def _set_runnable(self, job: JobView, at: float) -> None:
+        """Keep the runnable set and the virtual-time index in step with the job's queue.
+        A job that becomes runnable enters at the current virtual time: time idle earns
+        no credit."""
+        runnable = bool(job.queue) and job.active
+        if runnable and job.id not in self.runnable:
+            job.vpass = max(job.vpass, self.vtime)
+            job.waiting_since = at
+            self.runnable.add(job.id)
+            self.queue_index.add(queue_key(job))
+            self.runnable_by_user.setdefault(job.user, set()).add(job.id)
+        elif not runnable and job.id in self.runnable:
+            self.runnable.discard(job.id)
+            self.queue_index.remove(queue_key(job))
+            mine = self.runnable_by_user[job.user]
+            mine.discard(job.id)
+            if not mine:
+                del self.runnable_by_user[job.user]
 
     def ledger_entry(self, user: str, priority: Priority) -> LedgerEntry:
         key = (user, priority)
@@ -164,8 +238,7 @@ class ParkState:
             job.unit_ids.append(u.unit_id)
         job.units_total += len(fresh)
         KINDS[job.kind].planned(job.kind_state, [u.payload for u in fresh])
-        if job.queue:
-            self.runnable.add(job.id)
+        self._set_runnable(job, e.at)
 
     def _priority_changed(self, e: JobPriorityChanged) -> None:
         job = self.jobs.get(e.job_id)
@@ -201,7 +274,7 @@ class ParkState:
         job.unit_ids = []
         job.queue.clear()
         job.kind_state = None
-        self.runnable.discard(job.id)
+        self._set_runnable(job, at)
 
     def _worker_joined(self, e: WorkerJoined) -> None:
         if e.worker_id in self.workers:
@@ -237,15 +310,20 @@ class ParkState:
         unit.attempts += 1
         unit.worker_id = e.worker_id
         unit.lease_deadline = e.lease_deadline
-        unit.priority = job.priority
+        unit.priority = e.priority
         unit.price = e.price
         unit.reserved = e.reserved
+        self.queue_index.remove(queue_key(job))
         if job.queue and job.queue[0] == unit.id:
             job.queue.popleft()
         else:
             job.queue.remove(unit.id)
-        if not job.queue:
-            self.runnable.discard(job.id)
+        job.vpass = max(job.vpass, e.vpass)
+        job.waiting_since = e.at
+        self.vtime = max(self.vtime, e.vstart)
+        self.queue_index.add(queue_key(job))
+        self._set_runnable(job, e.at)
+        self.recent_grants.append((job.id, e.at))
         if job.status is JobStatus.PENDING:
             job.status = JobStatus.RUNNING
             job.started_at = e.at
@@ -279,8 +357,7 @@ class ParkState:
             self._release_lease(unit, refund=unit.worker_id != e.worker_id)
         else:  # reported by a holder whose lease had expired: still the first report
             job.queue.remove(unit.id)
-            if not job.queue:
-                self.runnable.discard(job.id)
+            self._set_runnable(job, e.at)
         unit.status = UnitStatus.DONE
         job.units_done += 1
         KINDS[job.kind].absorb(job.kind_state, unit.payload, e.result)
@@ -288,6 +365,10 @@ class ParkState:
         entry.charged += e.charged
         entry.core_seconds += e.cpu_seconds
         entry.units += 1
+        if e.charged:
+            half_life = self.policy.half_life
+            self.usage.setdefault(job.user, DecayedUsage()).add(e.charged, e.at, half_life)
+            self.usage_total.add(e.charged, e.at, half_life)
         worker = self.workers.get(e.worker_id)
         if worker is not None:
             worker.units_done += 1
@@ -310,8 +391,22 @@ class ParkState:
         self._release_lease(unit, refund=True)
         unit.status = UnitStatus.QUEUED
         job = self.jobs[unit.job_id]
-        job.queue.appendleft(unit.id)
-        self.runnable.add(job.id)
+        if job.id in self.runnable:
+            self.queue_index.remove(queue_key(job))
+            job.queue.appendleft(unit.id)
+            self.queue_index.add(queue_key(job))
+        else:
+            job.queue.appendleft(unit.id)
+            self._set_runnable(job, e.at)
+
+    def _policy_configured(self, e: PolicyConfigured) -> None:
+        self.policy = PolicyConfig.model_validate(e.config)
+
+    def _budget_set(self, e: BudgetSet) -> None:
+        if e.credits is None:
+            self.budgets.pop(e.user, None)
+        else:
+            self.budgets[e.user] = e.credits
 
     def _release_lease(self, unit: UnitView, *, refund: bool) -> None:
         self.leased.pop(unit.id, None)
@@ -341,4 +436,6 @@ _HANDLERS: dict[type, Any] = {
     UnitCompleted: ParkState._unit_completed,
     UnitFailed: ParkState._unit_failed,
     UnitLeaseExpired: ParkState._lease_expired,
+    PolicyConfigured: ParkState._policy_configured,
+    BudgetSet: ParkState._budget_set,
 }

@@ -1,5 +1,2 @@
-"""The scheduler: a pure policy deciding which queued units a worker is granted."""
-
-from park.scheduler.policy import Grant, WorkRequest, grant
-
-__all__ = ["Grant", "WorkRequest", "grant"]
+"""The scheduler: a pure policy deciding which queued units a worker is granted
+(`policy.grant`), why a job waits (`explain`), and the numbers it uses (`config`)."""

@@ -1,17 +1,29 @@
-"""Who gets the next units: a pure policy over the projections.
+"""Who gets the next units: fair share by virtual time (stride scheduling).
 
-`grant(state, request)` reads no clock and does no I/O; given the same state and request it
-returns the same grants, which is what lets `park replay` check every recorded decision.
-This order is priority first, then age (oldest submission first); workers' policies
-restrict which jobs a worker may serve.
+Each runnable job has a pass in virtual time; a worker is granted a unit of the eligible
+job with the lowest pass, and that job's pass then advances by 1 / weight, where
+
+    weight = priority weight x user fair-share factor x age boost.
+
+Over any window, grants therefore converge to the weights. A job that becomes runnable
+enters at the current virtual time, so idling earns no credit. Every weight is positive,
+so no job starves: a runnable job j waits for at most
+
+    sum over other runnable jobs k of (ceil(w_k / w_j) + 1)
+
+grants to others (see docs/scheduling.md). `grant` is pure: it reads no clock (time comes
+with the request, itself an event), mutates nothing, and returns the same grants for the
+same state, which is what `park replay --verify` checks.
 """
 
 from __future__ import annotations
 
+import heapq
+import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
 
-from park.domain import WorkerPolicy
+from park.domain import Priority, WorkerPolicy
 from park.projections.state import JobView, ParkState, WorkerView
 
 
@@ -19,12 +31,16 @@ from park.projections.state import JobView, ParkState, WorkerView
 class WorkRequest:
     worker_id: str
     max_units: int
+    at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class Grant:
     unit_id: str
     job_id: str
+    priority: Priority = Priority.FREE
+    vstart: float = 0.0
+    vpass: float = 0.0
 
 
 def may_serve(worker: WorkerView, job: JobView) -> bool:
@@ -35,23 +51,116 @@ def may_serve(worker: WorkerView, job: JobView) -> bool:
     return True
 
 
-def job_order(worker: WorkerView, job: JobView) -> tuple[bool, int, float, str]:
-    own_first = worker.policy is WorkerPolicy.OWN_FIRST and job.user != worker.owner
-    return (own_first, -job.priority.rank, job.submitted_at, job.id)
+def effective_priority(state: ParkState, job: JobView) -> Priority:
+    """A user whose budget is spent runs paid work as `free` (never killed)."""
+    if job.priority is not Priority.FREE:
+        left = state.budget_left(job.user)
+        if left is not None and left <= 0:
+            return Priority.FREE
+    return job.priority
+
+
+def fairshare_factor(state: ParkState, user: str, now: float) -> float:
+    """2^(-U/S) as in Slurm's classic fair-share: U the user's share of all decayed usage,
+    S the user's share of the pool (equal among users with runnable work), floored."""
+    policy = state.policy
+    total = state.usage_total.at_time(now, policy.half_life)
+    meter = state.usage.get(user)
+    if total <= 0 or meter is None:
+        return 1.0
+    used = meter.at_time(now, policy.half_life) / total
+    users = max(1, len(state.runnable_by_user))
+    return max(policy.fairshare_floor, float(2.0 ** (-used * users)))
+
+
+def age_boost(state: ParkState, job: JobView, now: float) -> float:
+    policy = state.policy
+    waited = max(0.0, now - job.waiting_since - policy.age_grace)
+    return min(policy.age_cap, 1.0 + waited / policy.age_scale)
+
+
+def job_weight(state: ParkState, job: JobView, now: float) -> float:
+    priority = effective_priority(state, job)
+    return (
+        state.policy.weights[priority]
+        * fairshare_factor(state, job.user, now)
+        * age_boost(state, job, now)
+    )
+
+
+def _eligible(state: ParkState, worker: WorkerView) -> Iterator[tuple[int, JobView]]:
+    """Runnable jobs this worker may serve, as (tier, job) in (tier, virtual-time) order.
+    An own-first worker's owner's jobs form tier 0."""
+    jobs = state.jobs
+    if worker.policy is WorkerPolicy.JOB:
+        if worker.job_id in state.runnable:
+            yield 0, jobs[worker.job_id]
+        return
+    if worker.policy in (WorkerPolicy.OWN_ONLY, WorkerPolicy.OWN_FIRST):
+        owner = worker.owner or ""
+        own = sorted(
+            (jobs[j] for j in state.runnable_by_user.get(owner, ())),
+            key=lambda job: (job.vpass, job.submitted_at, job.id),
+        )
+        yield from ((0, job) for job in own)
+        if worker.policy is WorkerPolicy.OWN_ONLY:
+            return
+        others: Iterable[JobView] = (
+            jobs[key[2]] for key in state.queue_index if jobs[key[2]].user != owner
+        )
+        yield from ((1, job) for job in others)
+        return
+    yield from ((0, jobs[key[2]]) for key in state.queue_index)
 
 
 def grant(state: ParkState, request: WorkRequest) -> list[Grant]:
     worker = state.workers.get(request.worker_id)
     if worker is None or not worker.active or request.max_units <= 0:
         return []
-    jobs = [state.jobs[j] for j in state.runnable]
-    eligible = sorted(
-        (job for job in jobs if may_serve(worker, job)), key=lambda j: job_order(worker, j)
-    )
+    now = request.at
+    source = _eligible(state, worker)
+    upcoming = next(source, None)
+    # Jobs already granted in this request, with their advanced pass: merged with the
+    # untouched jobs in order, so a multi-unit lease equals that many single grants.
+    advanced: list[tuple[int, float, float, str]] = []
+    taken: dict[str, int] = {}
     grants: list[Grant] = []
-    for job in eligible:
-        wanted = request.max_units - len(grants)
-        grants.extend(Grant(unit_id, job.id) for unit_id in islice(job.queue, wanted))
-        if len(grants) >= request.max_units:
+    while len(grants) < request.max_units:
+        if upcoming is not None:
+            tier, job = upcoming
+            key = (tier, job.vpass, job.submitted_at, job.id)
+            if not advanced or key < advanced[0]:
+                heapq.heappush(advanced, key)
+                upcoming = next(source, None)
+                continue
+        if not advanced:
             break
+        tier, vstart, _, job_id = heapq.heappop(advanced)
+        job = state.jobs[job_id]
+        n = taken.get(job_id, 0)
+        vpass = vstart + 1.0 / job_weight(state, job, now)
+        grants.append(Grant(job.queue[n], job_id, effective_priority(state, job), vstart, vpass))
+        taken[job_id] = n + 1
+        if n + 1 < len(job.queue):
+            heapq.heappush(advanced, (tier, vpass, job.submitted_at, job_id))
     return grants
+
+
+def wait_bound(weights: dict[str, float], job_id: str) -> int:
+    """The most grants to other jobs that `job_id` can wait for, given each runnable
+    job's (largest) weight and this job's (smallest) weight."""
+    mine = weights[job_id]
+    return sum(math.ceil(w / mine) + 1 for j, w in weights.items() if j != job_id)
+
+
+__all__ = [
+    "Grant",
+    "WorkRequest",
+    "age_boost",
+    "effective_priority",
+    "fairshare_factor",
+    "grant",
+    "job_weight",
+    "may_serve",
+    "wait_bound",
+]

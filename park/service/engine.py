@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from park import commands
-from park.commands import Pricing, UnitReport
+from park.commands import UnitReport
 from park.domain import Priority, WorkerPolicy
 from park.events.log import EventLog
 from park.events.schema import Event, UnitGranted, UnitLeaseExpired, UnitsPlanned
 from park.projections.state import JobView, ParkState, UnitView
+from park.scheduler.config import PolicyConfig
 from park.service.snapshots import SnapshotStore
 
 log = logging.getLogger("park.service")
@@ -33,7 +34,7 @@ log = logging.getLogger("park.service")
 @dataclass(frozen=True, slots=True)
 class ServiceConfig:
     lease_seconds: float = 30.0
-    pricing: Pricing = field(default_factory=Pricing)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
     snapshot_every_events: int = 100_000
     snapshot_interval: float = 300.0
     reap_interval: float = 0.5
@@ -101,6 +102,9 @@ class ParkService:
                 self._snapshot_offset = loaded.offset
         await self.catch_up()
         async with self._lock:
+            await self._commit(
+                commands.configure_policy(self.state, self.config.policy, self.clock())
+            )
             await self._settle([j.id for j in self.state.active_jobs()])
         self._tasks = [
             asyncio.create_task(self._reap_leases(), name="park-lease-reaper"),
@@ -229,6 +233,10 @@ class ParkService:
             await self._run(events)
         return worker_id
 
+    async def set_budget(self, user: str, credits: float | None) -> None:
+        async with self._lock:
+            await self._run(commands.set_budget(self.state, user, credits, self.clock()))
+
     async def remove_worker(self, worker_id: str) -> None:
         async with self._lock:
             await self._run(commands.remove_worker(self.state, worker_id, self.clock()))
@@ -246,7 +254,6 @@ class ParkService:
                     max_units,
                     now=self.clock(),
                     lease_seconds=self.config.lease_seconds,
-                    pricing=self.config.pricing,
                 )
                 if events:
                     await self._run(events)

@@ -51,7 +51,7 @@ def job_with_units(n: int = 2, priority: Priority = Priority.NORMAL) -> list[Eve
 def granted(unit: str, worker: str, at: float = 2.0, price: float = 1.0) -> UnitGranted:
     return UnitGranted(
         at=at, unit_id=unit, job_id="j", worker_id=worker, lease_deadline=at + 30,
-        price=price, reserved=price,
+        priority=Priority.NORMAL, price=price, reserved=price,
     )  # fmt: skip
 
 

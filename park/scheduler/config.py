@@ -1,0 +1,58 @@
+"""The scheduling and credit policy's numbers: configuration, recorded on the log.
+
+The service appends a `PolicyConfigured` event whenever its configuration differs from the
+one in force, so a replay re-runs every decision with the numbers that made it.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from park.domain import DEFAULT_PRICES, Priority
+
+DEFAULT_WEIGHTS: dict[Priority, float] = {
+    Priority.FREE: 1.0,
+    Priority.LOW: 2.0,
+    Priority.NORMAL: 4.0,
+    Priority.HIGH: 8.0,
+    Priority.URGENT: 16.0,
+}
+
+DAY = 86_400.0
+
+
+class PolicyConfig(BaseModel):
+    """Defaults: weights 1/2/4/8/16 and prices 0/0.5/1/2/4 credits per core-second for
+    free/low/normal/high/urgent; usage decays with a 7-day half-life (as Slurm's default);
+    a user's fair-share factor never drops below 0.05; a job waiting more than 60 s for
+    work gains weight linearly, doubling after a further 10 minutes, up to 4x."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    weights: dict[Priority, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    prices: dict[Priority, float] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    half_life: float = Field(default=7 * DAY, gt=0)
+    fairshare_floor: float = Field(default=0.05, gt=0, le=1)
+    age_grace: float = Field(default=60.0, ge=0)
+    age_scale: float = Field(default=600.0, gt=0)
+    age_cap: float = Field(default=4.0, ge=1)
+    reserve_seconds: float = Field(default=1.0, ge=0)
+
+    @field_validator("weights")
+    @classmethod
+    def _every_priority_weighs(cls, value: dict[Priority, float]) -> dict[Priority, float]:
+        missing = [p.value for p in Priority if p not in value]
+        if missing or any(w <= 0 for w in value.values()):
+            raise ValueError("every priority needs a positive weight (none may starve)")
+        return value
+
+    @field_validator("prices")
+    @classmethod
+    def _every_priority_priced(cls, value: dict[Priority, float]) -> dict[Priority, float]:
+        missing = [p.value for p in Priority if p not in value]
+        if missing or any(price < 0 for price in value.values()):
+            raise ValueError("every priority needs a price of at least 0")
+        return value
+
+    def price(self, priority: Priority) -> float:
+        return self.prices[priority]

@@ -1,0 +1,114 @@
+"""Why a job waits: every reason, its rank, its current and target share, a start estimate.
+
+Pure, like the policy it explains: `now` comes from the caller (the service's clock, or
+the time of the event a replay stopped at).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from park.domain import Priority
+from park.projections.state import ParkState, queue_key
+from park.scheduler.policy import (
+    age_boost,
+    effective_priority,
+    fairshare_factor,
+    job_weight,
+    may_serve,
+)
+
+
+def explain(state: ParkState, job_id: str, now: float) -> dict[str, Any]:
+    job = state.jobs[job_id]
+    reasons: list[str] = []
+    answer: dict[str, Any] = {
+        "id": job.id,
+        "status": job.status.value,
+        "offset": state.offset,
+        "reasons": reasons,
+        "rank": None,
+        "runnable_jobs": len(state.runnable),
+        "weight": None,
+        "current_share": None,
+        "target_share": None,
+        "estimated_start": None,
+    }
+    if not job.active:
+        reasons.append(f"the job is {job.status.value}; it waits for nothing")
+        return answer
+
+    recent = list(state.recent_grants)
+    mine = sum(1 for granted, _ in recent if granted == job.id)
+    answer["current_share"] = mine / len(recent) if recent else 0.0
+    if job.id not in state.runnable:
+        leased = sum(1 for u in job.unit_ids if u in state.leased)
+        reasons.append(
+            f"no unit is waiting: {leased} unit(s) are running on workers"
+            if leased
+            else "no unit is planned yet"
+        )
+        return answer
+
+    weights = {j: job_weight(state, state.jobs[j], now) for j in state.runnable}
+    weight = weights[job.id]
+    rank = state.queue_index.index(queue_key(job)) + 1
+    answer.update(
+        weight=weight,
+        rank=rank,
+        target_share=weight / sum(weights.values()),
+    )
+    if rank > 1:
+        reasons.append(f"{rank - 1} runnable job(s) are ahead of it in fair-share order")
+
+    workers = [w for w in state.workers.values() if w.active]
+    able = [w for w in workers if may_serve(w, job)]
+    if not workers:
+        reasons.append("no worker is connected")
+    elif not able:
+        policies = sorted({w.policy.value for w in workers})
+        reasons.append(
+            f"none of the {len(workers)} connected worker(s) may run it "
+            f"(their policies: {', '.join(policies)})"
+        )
+    elif all(len(w.units) >= w.cpus for w in able):
+        reasons.append(f"all {len(able)} worker(s) that may run it are busy")
+
+    priority = effective_priority(state, job)
+    if priority is not job.priority:
+        reasons.append(
+            f"user {job.user} has spent their budget: {job.priority.value} work runs as free"
+        )
+    top = max(state.policy.weights.values())
+    if state.policy.weights[priority] < top:
+        reasons.append(
+            f"priority {priority.value} weighs {state.policy.weights[priority]:g} "
+            f"(the highest weighs {top:g})"
+        )
+    factor = fairshare_factor(state, job.user, now)
+    if factor < 1.0:
+        reasons.append(
+            f"user {job.user}'s recent usage sets their fair-share factor to {factor:.3g}"
+        )
+    boost = age_boost(state, job, now)
+    if boost > 1.0:
+        reasons.append(f"it has waited {now - job.waiting_since:.0f} s: age boost x{boost:.2f}")
+
+    # Grants ahead of it: every job before it in virtual time until their pass reaches its.
+    ahead = 0.0
+    for key in state.queue_index.islice(0, rank - 1):
+        other = state.jobs[key[2]]
+        ahead += max(1.0, (job.vpass - other.vpass) * weights[other.id])
+    if len(recent) >= 2 and recent[-1][1] > recent[0][1]:
+        rate = (len(recent) - 1) / (recent[-1][1] - recent[0][1])
+        answer["estimated_start"] = now + ahead / rate
+    answer["grants_ahead"] = round(ahead)
+    return answer
+
+
+def price_table(state: ParkState) -> dict[str, dict[str, float]]:
+    policy = state.policy
+    return {p.value: {"weight": policy.weights[p], "price": policy.prices[p]} for p in Priority}
+
+
+__all__ = ["explain", "price_table"]

@@ -1,0 +1,174 @@
+"""Fixed-value tests of the fair-share policy, in the style of Slurm's fair-share tests
+and YARN's TestComputeFairShares: given jobs, weights and usage, the exact grants."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from park.domain import Priority, WorkerPolicy
+from park.events.schema import BudgetSet, UnitCompleted, WorkerJoined
+from park.projections.state import ParkState
+from park.scheduler.config import DAY
+from park.scheduler.policy import (
+    WorkRequest,
+    age_boost,
+    effective_priority,
+    fairshare_factor,
+    grant,
+)
+from tests.scheduler.support import fold, job, lease
+
+ANY = WorkerJoined(at=0.0, worker_id="any", name="any", cpus=1)
+
+
+def test_grants_follow_the_priority_weights_exactly() -> None:
+    state = fold(
+        ANY,
+        *job("F", "ann", Priority.FREE, 1.0, 1000),
+        *job("N", "bob", Priority.NORMAL, 2.0, 1000),
+        *job("U", "cat", Priority.URGENT, 3.0, 1000),
+    )
+    sequence = "".join(lease(state, "any", 21, at=10.0))
+    assert sequence == "FNUUUUNUUUUNUUUUNUUUU"
+    more = Counter(lease(state, "any", 21 * 9, at=10.0))
+    assert more == {"U": 16 * 9, "N": 4 * 9, "F": 9}
+
+
+def test_a_multi_unit_lease_equals_that_many_single_grants() -> None:
+    events = [
+        ANY,
+        *job("F", "ann", Priority.FREE, 1.0, 50),
+        *job("H", "bob", Priority.HIGH, 2.0, 50),
+    ]
+    one_by_one = lease(fold(*events), "any", 27, at=5.0)
+    batch = [g.job_id for g in grant(fold(*events), WorkRequest("any", 27, 5.0))]
+    assert batch == one_by_one
+    assert Counter(batch) == {"H": 24, "F": 3}
+
+
+def test_a_new_job_enters_at_the_current_virtual_time() -> None:
+    state = fold(ANY, *job("old", "ann", Priority.FREE, 1.0, 500))
+    assert lease(state, "any", 100, at=5.0) == ["old"] * 100
+    fold(*job("new", "bob", Priority.FREE, 6.0, 500), state=state)
+    # equal weights: the newcomer alternates with the old job, it does not catch up 100
+    assert Counter(lease(state, "any", 40, at=7.0)) == {"old": 20, "new": 20}
+
+
+def charge(user_job: str, unit: str, credits: float, at: float) -> UnitCompleted:
+    return UnitCompleted(
+        at=at, unit_id=unit, job_id=user_job, worker_id="any", result=[0],
+        cpu_seconds=credits, charged=credits,
+    )  # fmt: skip
+
+
+def test_fairshare_factor_is_two_to_the_minus_usage_over_shares() -> None:
+    state = fold(
+        ANY,
+        *job("a", "ann", Priority.NORMAL, 1.0, 10),
+        *job("b", "bob", Priority.NORMAL, 1.0, 10),
+    )
+    lease(state, "any", 2, at=2.0)  # a/0 and b/0
+    fold(charge("a", "a/0", 30.0, at=3.0), charge("b", "b/0", 10.0, at=3.0), state=state)
+    # ann used 3/4 of all, bob 1/4; two users with work, each entitled to 1/2
+    assert fairshare_factor(state, "ann", now=3.0) == pytest.approx(2 ** (-0.75 * 2))
+    assert fairshare_factor(state, "bob", now=3.0) == pytest.approx(2 ** (-0.25 * 2))
+    assert fairshare_factor(state, "carl", now=3.0) == 1.0
+
+
+def test_usage_decays_with_the_half_life() -> None:
+    state = fold(
+        ANY,
+        *job("a", "ann", Priority.NORMAL, 0.0, 10),
+        *job("b", "bob", Priority.NORMAL, 0.0, 10),
+    )
+    lease(state, "any", 2, at=0.0)
+    fold(charge("a", "a/0", 8.0, at=0.0), state=state)
+    fold(charge("b", "b/0", 8.0, at=7 * DAY), state=state)  # a week later: ann's is half
+    half_life = state.policy.half_life
+    assert state.usage["ann"].at_time(7 * DAY, half_life) == pytest.approx(4.0)
+    assert fairshare_factor(state, "ann", now=7 * DAY) == pytest.approx(2 ** (-(4 / 12) * 2))
+    assert fairshare_factor(state, "bob", now=7 * DAY) == pytest.approx(2 ** (-(8 / 12) * 2))
+
+
+def test_less_recent_usage_gets_the_larger_share() -> None:
+    state = fold(
+        ANY,
+        *job("a", "ann", Priority.NORMAL, 1.0, 500),
+        *job("b", "bob", Priority.NORMAL, 1.0, 500),
+    )
+    lease(state, "any", 2, at=2.0)
+    fold(charge("a", "a/0", 30.0, at=3.0), charge("b", "b/0", 10.0, at=3.0), state=state)
+    counts = Counter(lease(state, "any", 300, at=3.0))
+    # weights 4*2^-1.5 : 4*2^-0.5 = 1 : 2
+    assert counts["b"] == pytest.approx(200, abs=2)
+    assert counts["a"] == pytest.approx(100, abs=2)
+
+
+@pytest.mark.parametrize(
+    ("waited", "boost"), [(0, 1.0), (60, 1.0), (360, 1.5), (660, 2.0), (10 * DAY, 4.0)]
+)
+def test_age_boost_grows_after_the_grace_up_to_the_cap(waited: float, boost: float) -> None:
+    state = fold(ANY, *job("a", "ann", Priority.FREE, 100.0, 1))
+    assert age_boost(state, state.jobs["a"], now=100.0 + waited) == pytest.approx(boost)
+
+
+def test_a_spent_budget_demotes_paid_work_to_free_and_charges_nothing() -> None:
+    state = fold(ANY, BudgetSet(at=0.0, user="ann", credits=2.0))
+    fold(*job("a", "ann", Priority.URGENT, 1.0, 10), state=state)
+    lease(state, "any", 1, at=2.0)
+    assert state.units["a/0"].priority is Priority.URGENT
+    assert state.units["a/0"].price == 4.0
+    fold(charge("a", "a/0", 2.5, at=3.0), state=state)
+    assert state.budget_left("ann") == pytest.approx(-0.5)
+    assert effective_priority(state, state.jobs["a"]) is Priority.FREE
+    lease(state, "any", 1, at=4.0)
+    assert state.units["a/1"].priority is Priority.FREE
+    assert state.units["a/1"].price == 0.0
+    assert state.jobs["a"].status.value == "running"  # demoted, never killed
+
+
+WORKERS = [
+    ANY,
+    WorkerJoined(at=0.0, worker_id="bob-only", name="desk", cpus=1, owner="bob",
+                 policy=WorkerPolicy.OWN_ONLY),
+    WorkerJoined(at=0.0, worker_id="bob-first", name="desk2", cpus=1, owner="bob",
+                 policy=WorkerPolicy.OWN_FIRST),
+    WorkerJoined(at=0.0, worker_id="pilot", name="pilot", cpus=1, policy=WorkerPolicy.JOB,
+                 job_id="old"),
+]  # fmt: skip
+
+
+def units(state: ParkState, worker: str, n: int) -> list[str]:
+    return [g.unit_id for g in grant(state, WorkRequest(worker, n, 1.0))]
+
+
+def test_own_only_worker_never_gets_another_users_unit() -> None:
+    state = fold(*WORKERS, *job("ann-job", "ann", Priority.URGENT, 1.0, 3))
+    assert units(state, "bob-only", 5) == []
+    fold(*job("bob-job", "bob", Priority.FREE, 2.0, 1), state=state)
+    assert units(state, "bob-only", 5) == ["bob-job/0"]
+
+
+def test_own_first_worker_prefers_its_owner_then_serves_others() -> None:
+    state = fold(
+        *WORKERS,
+        *job("ann-job", "ann", Priority.URGENT, 1.0, 1),
+        *job("bob-job", "bob", Priority.FREE, 2.0, 1),
+    )
+    assert units(state, "bob-first", 2) == ["bob-job/0", "ann-job/0"]
+
+
+def test_a_dedicated_worker_serves_only_its_job() -> None:
+    state = fold(
+        *WORKERS,
+        *job("new", "ann", Priority.URGENT, 5.0, 2),
+        *job("old", "bob", Priority.FREE, 1.0, 1),
+    )
+    assert units(state, "pilot", 3) == ["old/0"]
+
+
+def test_an_unknown_worker_gets_nothing() -> None:
+    state = fold(*job("j", "ann", Priority.FREE, 1.0, 1))
+    assert units(state, "ghost", 1) == []
