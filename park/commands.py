@@ -261,6 +261,7 @@ def report_units(
             unit is None
             or r.unit_id in seen
             or unit.status not in (UnitStatus.LEASED, UnitStatus.QUEUED)
+            or worker_id not in unit.holders
         ):
             ignored.append(r.unit_id)
             continue

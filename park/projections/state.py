@@ -83,6 +83,7 @@ class UnitView:
     priority: Priority = Priority.FREE
     price: float = 0.0
     reserved: float = 0.0
+    holders: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -308,6 +309,7 @@ class ParkState:
         job = self.jobs[unit.job_id]
         unit.status = UnitStatus.LEASED
         unit.attempts += 1
+        unit.holders.append(e.worker_id)
         unit.worker_id = e.worker_id
         unit.lease_deadline = e.lease_deadline
         unit.priority = e.priority
@@ -348,7 +350,11 @@ class ParkState:
 
     def _unit_completed(self, e: UnitCompleted) -> None:
         unit = self.units.get(e.unit_id)
-        if unit is None or unit.status not in (UnitStatus.LEASED, UnitStatus.QUEUED):
+        if (
+            unit is None
+            or unit.status not in (UnitStatus.LEASED, UnitStatus.QUEUED)
+            or e.worker_id not in unit.holders  # only a worker granted the unit may settle it
+        ):
             return
         job = self.jobs[unit.job_id]
         if unit.status is UnitStatus.LEASED:
