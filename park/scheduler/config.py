@@ -24,7 +24,8 @@ DAY = 86_400.0
 class PolicyConfig(BaseModel):
     """Defaults: weights 1/2/4/8/16 and prices 0/0.5/1/2/4 credits per core-second for
     free/low/normal/high/urgent; usage decays with a 7-day half-life (as Slurm's default);
-    a user's fair-share factor never drops below 0.05; a job waiting more than 60 s for
+    a user's fair-share factor halves per mean usage, or per `usage_scale` credits (one
+    core-hour at normal) while usage is smaller than that, and never drops below 0.05; a job waiting more than 60 s for
     work gains weight linearly, doubling after a further 10 minutes, up to 4x."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -33,6 +34,7 @@ class PolicyConfig(BaseModel):
     prices: dict[Priority, float] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
     half_life: float = Field(default=7 * DAY, gt=0)
     fairshare_floor: float = Field(default=0.05, gt=0, le=1)
+    usage_scale: float = Field(default=3600.0, gt=0)
     age_grace: float = Field(default=60.0, ge=0)
     age_scale: float = Field(default=600.0, gt=0)
     age_cap: float = Field(default=4.0, ge=1)

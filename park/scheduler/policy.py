@@ -61,16 +61,18 @@ def effective_priority(state: ParkState, job: JobView) -> Priority:
 
 
 def fairshare_factor(state: ParkState, user: str, now: float) -> float:
-    """2^(-U/S) as in Slurm's classic fair-share: U the user's share of all decayed usage,
-    S the user's share of the pool (equal among users with runnable work), floored."""
+    """2^(-U/S) as in Slurm's classic fair-share (U the user's share of all decayed usage,
+    S the user's share of the pool, equal among users with runnable work), i.e. 2 to the
+    minus usage over mean usage; the mean is taken as at least `usage_scale`, so on a young
+    or quiet system a few credits of usage do not outweigh priorities. Floored."""
     policy = state.policy
-    total = state.usage_total.at_time(now, policy.half_life)
     meter = state.usage.get(user)
-    if total <= 0 or meter is None:
+    if meter is None:
         return 1.0
-    used = meter.at_time(now, policy.half_life) / total
     users = max(1, len(state.runnable_by_user))
-    return max(policy.fairshare_floor, float(2.0 ** (-used * users)))
+    mean = state.usage_total.at_time(now, policy.half_life) / users
+    used = meter.at_time(now, policy.half_life) / max(policy.usage_scale, mean)
+    return max(policy.fairshare_floor, float(2.0 ** (-used)))
 
 
 def age_boost(state: ParkState, job: JobView, now: float) -> float:

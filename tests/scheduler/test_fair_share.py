@@ -8,9 +8,9 @@ from collections import Counter
 import pytest
 
 from park.domain import Priority, WorkerPolicy
-from park.events.schema import BudgetSet, UnitCompleted, WorkerJoined
+from park.events.schema import BudgetSet, PolicyConfigured, UnitCompleted, WorkerJoined
 from park.projections.state import ParkState
-from park.scheduler.config import DAY
+from park.scheduler.config import DAY, PolicyConfig
 from park.scheduler.policy import (
     WorkRequest,
     age_boost,
@@ -21,6 +21,8 @@ from park.scheduler.policy import (
 from tests.scheduler.support import fold, job, lease
 
 ANY = WorkerJoined(at=0.0, worker_id="any", name="any", cpus=1)
+# Usage measured in single credits, so the tests' small charges count as big ones.
+SMALL_SCALE = PolicyConfigured(at=0.0, config=PolicyConfig(usage_scale=1.0).model_dump(mode="json"))
 
 
 def test_grants_follow_the_priority_weights_exactly() -> None:
@@ -66,6 +68,7 @@ def charge(user_job: str, unit: str, credits: float, at: float) -> UnitCompleted
 def test_fairshare_factor_is_two_to_the_minus_usage_over_shares() -> None:
     state = fold(
         ANY,
+        SMALL_SCALE,
         *job("a", "ann", Priority.NORMAL, 1.0, 10),
         *job("b", "bob", Priority.NORMAL, 1.0, 10),
     )
@@ -80,6 +83,7 @@ def test_fairshare_factor_is_two_to_the_minus_usage_over_shares() -> None:
 def test_usage_decays_with_the_half_life() -> None:
     state = fold(
         ANY,
+        SMALL_SCALE,
         *job("a", "ann", Priority.NORMAL, 0.0, 10),
         *job("b", "bob", Priority.NORMAL, 0.0, 10),
     )
@@ -95,6 +99,7 @@ def test_usage_decays_with_the_half_life() -> None:
 def test_less_recent_usage_gets_the_larger_share() -> None:
     state = fold(
         ANY,
+        SMALL_SCALE,
         *job("a", "ann", Priority.NORMAL, 1.0, 500),
         *job("b", "bob", Priority.NORMAL, 1.0, 500),
     )
@@ -172,3 +177,16 @@ def test_a_dedicated_worker_serves_only_its_job() -> None:
 def test_an_unknown_worker_gets_nothing() -> None:
     state = fold(*job("j", "ann", Priority.FREE, 1.0, 1))
     assert units(state, "ghost", 1) == []
+
+
+def test_small_usage_does_not_outweigh_priorities() -> None:
+    state = fold(
+        ANY,
+        *job("a", "ann", Priority.URGENT, 1.0, 10),
+        *job("b", "bob", Priority.NORMAL, 1.0, 10),
+    )
+    lease(state, "any", 2, at=2.0)
+    fold(charge("a", "a/0", 40.0, at=3.0), state=state)
+    # 40 credits against the default scale of 3,600: ann keeps 2^(-40/3600) of her weight
+    assert fairshare_factor(state, "ann", now=3.0) == pytest.approx(2 ** (-40 / 3600))
+    assert fairshare_factor(state, "ann", now=3.0) > 0.99
