@@ -1,10 +1,10 @@
 """park: a fair-share job service for scientific fitting, event-sourced on a log.
 
-    import park
-    job = park.submit("map", {"function": "park.builtins:sleep", "inputs": [1, 2]})
-    print(job.wait())                       # on the local service
-    with park.remote("http://server:8080"):
-        park.jobs(status="running")         # on a remote one
+import park
+job = park.submit("map", {"function": "park.builtins:sleep", "inputs": [1, 2]})
+print(job.wait())                       # on the local service
+with park.remote("http://server:8080"):
+    park.jobs(status="running")         # on a remote one
 """
 
 from park.client import (

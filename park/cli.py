@@ -94,6 +94,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     spec = _json_arg(args.spec)
+    if args.data:  # a data file for a fit: sent as text, parsed (and checked) by the server
+        old = spec.get("data") if isinstance(spec.get("data"), dict) else {}
+        kept = {k: v for k, v in old.items() if k in ("format", "columns")}
+        spec["data"] = {"text": Path(args.data).read_text(), **kept}
     tags = {"user": usertag()}
     for tag in args.tag:
         key, _, value = tag.partition("=")
@@ -158,7 +162,10 @@ def _wait(client: ParkHttp, job_id: str, *, progress: bool, timeout: float | Non
         while True:
             job = client.get(f"/v1/jobs/{job_id}")
             p = job["progress"]
-            bar.update(task, completed=p["done"], total=p["total"] or None, status=job["status"])
+            status = job["status"]
+            if p.get("best_chisq") is not None:  # a fit: the best chi-squared so far
+                status = f"{status} chi2={p['best_chisq']:.6g}"
+            bar.update(task, completed=p["done"], total=p["total"] or None, status=status)
             if job["status"] in FINAL:
                 break
             if deadline is not None and time.monotonic() > deadline:
@@ -312,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", action="append", default=[], help="KEY=VALUE (repeatable)")
     p.add_argument("--notify", help="e-mail address for completion notices")
     p.add_argument("--wait", action="store_true", help="wait for it, with a progress bar")
+    p.add_argument(
+        "--data", help="kind fit: a CSV or whitespace-column file (x, y[, dy]) for spec.data"
+    )
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("jobs", help="list jobs")

@@ -1,8 +1,9 @@
 """Job kinds: how a job's spec is cut into units and how their results fold back."""
 
 from park.jobs.base import Finished, JobKind, SpecError
+from park.jobs.fit import FitKind
 from park.jobs.map import MapKind
 
-KINDS: dict[str, JobKind] = {kind.name: kind for kind in (MapKind(),)}
+KINDS: dict[str, JobKind] = {kind.name: kind for kind in (MapKind(), FitKind())}
 
 __all__ = ["KINDS", "Finished", "JobKind", "SpecError"]

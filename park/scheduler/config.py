@@ -25,8 +25,9 @@ class PolicyConfig(BaseModel):
     """Defaults: weights 1/2/4/8/16 and prices 0/0.5/1/2/4 credits per core-second for
     free/low/normal/high/urgent; usage decays with a 7-day half-life (as Slurm's default);
     a user's fair-share factor halves per mean usage, or per `usage_scale` credits (one
-    core-hour at normal) while usage is smaller than that, and never drops below 0.05; a job waiting more than 60 s for
-    work gains weight linearly, doubling after a further 10 minutes, up to 4x."""
+    core-hour at normal) while usage is smaller than that, and never drops below 0.05;
+    a job waiting more than 60 s for work gains weight linearly, doubling after a further
+    10 minutes, up to 4x."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -11,7 +11,6 @@ from park import commands
 from park.commands import UnitReport
 from park.domain import Priority, UnitStatus, WorkerPolicy
 from park.events.schema import Event, UnitCompleted, WorkerJoined
-from park.projections.state import ParkState
 from park.scheduler.policy import WorkRequest, grant, job_weight, wait_bound
 from tests.scheduler.support import fold, job, lease
 
