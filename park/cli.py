@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from park.client.errors import BadRequest, ParkClientError
+from park.client.errors import BadRequest, JobCancelled, JobFailed, ParkClientError
 from park.client.http import DEFAULT_SERVER, ParkHttp
+from park.client.job import Job
+from park.client.service import RemoteService
 from park.identity import usertag
 
 console = Console()
@@ -108,7 +109,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     job = _client(args).post("/v1/jobs", body)
     print(job["id"])
     if args.wait:
-        return _wait(_client(args), job["id"], progress=True)
+        return _wait(args, job["id"], progress=True)
     return 0
 
 
@@ -148,38 +149,22 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _wait(client: ParkHttp, job_id: str, *, progress: bool, timeout: float | None = None) -> int:
-    deadline = None if timeout is None else time.monotonic() + timeout
-    columns = (
-        TextColumn(f"[bold]{job_id}"),
-        TextColumn("{task.fields[status]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, disable=not progress) as bar:
-        task = bar.add_task("job", total=None, status="pending")
-        while True:
-            job = client.get(f"/v1/jobs/{job_id}")
-            p = job["progress"]
-            status = job["status"]
-            if p.get("best_chisq") is not None:  # a fit: the best chi-squared so far
-                status = f"{status} chi2={p['best_chisq']:.6g}"
-            bar.update(task, completed=p["done"], total=p["total"] or None, status=status)
-            if job["status"] in FINAL:
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                console.print(f"[yellow]{job_id} still {job['status']} after {timeout}s[/]")
-                return 3
-            time.sleep(0.25)
-    if job["status"] == "complete":
-        return 0
-    console.print(f"[red]{job_id} {job['status']}[/red] {job.get('error') or ''}")
-    return 1
+def _wait(args: argparse.Namespace, job_id: str, *, progress: bool) -> int:
+    """Exit 0 when the job completes, 1 when it fails or is cancelled, 3 on timeout."""
+    job = Job(job_id, RemoteService(args.server, args.token))
+    try:
+        job.wait(timeout=getattr(args, "timeout", None), progress=progress)
+    except TimeoutError as err:
+        console.print(f"[yellow]{err}[/yellow]")
+        return 3
+    except (JobFailed, JobCancelled) as err:
+        console.print(f"[red]{err}[/red]")
+        return 1
+    return 0
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    return _wait(_client(args), args.job_id, progress=not args.quiet, timeout=args.timeout)
+    return _wait(args, args.job_id, progress=not args.quiet)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:

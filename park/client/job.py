@@ -58,8 +58,16 @@ class Job:
             task = bar.add_task(self.id, total=None, status="pending")
             while True:
                 info = self.info()
-                done, total = info["progress"]["done"], info["progress"]["total"]
-                bar.update(task, completed=done, total=total or None, status=info["status"])
+                progress_now = info["progress"]
+                status = info["status"]
+                if progress_now.get("best_chisq") is not None:  # a fit: best chi-squared yet
+                    status = f"{status} chi2={progress_now['best_chisq']:.6g}"
+                bar.update(
+                    task,
+                    completed=progress_now["done"],
+                    total=progress_now["total"] or None,
+                    status=status,
+                )
                 if info["status"] in FINAL:
                     break
                 if deadline is not None and time.monotonic() >= deadline:
