@@ -32,7 +32,7 @@ from park.events.schema import (
     WorkerLeft,
     WorkRequested,
 )
-from park.jobs import KINDS, SpecError
+from park.kinds import KINDS, SpecError
 from park.projections.state import JobView, ParkState, WorkerView
 from park.scheduler.config import PolicyConfig
 from park.scheduler.policy import Grant, WorkRequest, grant

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from park.domain import Priority, WorkerPolicy
-from park.jobs import KINDS
+from park.kinds import KINDS
 from park.projections.state import JobView, ParkState, WorkerView
 
 

@@ -35,7 +35,7 @@ from park.events.schema import (
     WorkerLeft,
     WorkRequested,
 )
-from park.jobs import KINDS
+from park.kinds import KINDS
 from park.scheduler.config import PolicyConfig
 
 RECENT_GRANTS = 1000

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
-from park.jobs import KINDS
+from park.kinds import KINDS
 
 ALWAYS_ALLOWED = ("park.builtins:sleep", "park.builtins:burn")
 ALLOW_ENV = "PARK_ALLOWED_FUNCTIONS"

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.jobs.nist import NIST_DIR, NistProblem, digits, load
+from tests.kinds.nist import NIST_DIR, NistProblem, digits, load
 from tests.support import ParkServer, wait_for
 
 pytestmark = [

@@ -11,10 +11,10 @@ import math
 import re
 from typing import Any
 
-from park.jobs.base import SpecError
-from park.jobs.fit.data import parse_data
-from park.jobs.fit.model import BUILTINS, RESERVED, compile_expression
-from park.jobs.map import check_function_name
+from park.kinds.base import SpecError
+from park.kinds.fit.data import parse_data
+from park.kinds.fit.model import BUILTINS, RESERVED, compile_expression
+from park.kinds.map import check_function_name
 
 METHODS = ("multistart", "de", "scan")
 LOCAL_METHODS = ("trf", "lm", "dogbox")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import OptimizeWarning, least_squares
 
-from park.jobs.fit.model import Array, Model, Vector
+from park.kinds.fit.model import Array, Model, Vector
 
 
 def problem_payload(spec: dict[str, Any]) -> dict[str, Any]:

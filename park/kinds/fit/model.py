@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from park.jobs.base import SpecError
+from park.kinds.base import SpecError
 
 Array = np.ndarray[Any, Any]
 Vector = Sequence[Any] | Array  # a parameter vector, as JSON list or numpy array
@@ -245,7 +245,7 @@ class Model:
         if "expr" in spec_model:
             self.expression = compile_expression(spec_model["expr"], ["x", *self.names])
         else:
-            from park.jobs.map import resolve_function
+            from park.kinds.map import resolve_function
 
             self.function = resolve_function(spec_model["function"])
 

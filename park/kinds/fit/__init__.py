@@ -1,5 +1,5 @@
 """The `fit` job kind (multistart least squares, differential evolution, grid scans)."""
 
-from park.jobs.fit.kind import FitKind
+from park.kinds.fit.kind import FitKind
 
 __all__ = ["FitKind"]

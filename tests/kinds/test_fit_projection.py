@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pickle
 
-from tests.jobs.nist import NIST_DIR, load
-from tests.jobs.park_sim import InProcessPark
+from tests.kinds.nist import NIST_DIR, load
+from tests.kinds.park_sim import InProcessPark
 
 
 def test_live_and_replayed_projections_agree_throughout_a_de_fit() -> None:
@@ -23,7 +23,7 @@ def test_live_and_replayed_projections_agree_throughout_a_de_fit() -> None:
 
 
 def test_a_fit_through_the_commands_matches_the_kind_alone() -> None:
-    from tests.jobs.fit_driver import drive
+    from tests.kinds.fit_driver import drive
 
     spec = load(NIST_DIR / "Rat42.dat").spec("multistart", {"starts": 5, "per_unit": 2})
     park = InProcessPark()

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from park.jobs.fit.problem import TIE, preferred, problem_payload
+from park.kinds.fit.problem import TIE, preferred, problem_payload
 
 
 def local_payloads(

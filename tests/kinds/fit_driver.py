@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from park.jobs import KINDS, Finished
+from park.kinds import KINDS, Finished
 
 
 def _json(value: Any) -> Any:

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from park.jobs import KINDS
-from tests.jobs.fit_driver import drive, replay
-from tests.jobs.nist import NIST_DIR, load
+from park.kinds import KINDS
+from tests.kinds.fit_driver import drive, replay
+from tests.kinds.nist import NIST_DIR, load
 
 FIT = KINDS["fit"]
 RNG = np.random.default_rng(7)

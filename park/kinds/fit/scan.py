@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from park.jobs.base import Finished
-from park.jobs.fit.local import LocalResults, local_payloads
-from park.jobs.fit.problem import problem_payload
-from park.jobs.fit.result import assemble
+from park.kinds.base import Finished
+from park.kinds.fit.local import LocalResults, local_payloads
+from park.kinds.fit.problem import problem_payload
+from park.kinds.fit.result import assemble
 
 
 @dataclass(slots=True)

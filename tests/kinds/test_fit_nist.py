@@ -2,15 +2,15 @@
 parameters to >= 6 significant digits and the certified standard deviations to >= 3.
 
 Every number (data, start values, certified values) is read from the files in
-`shared/nist-strd/`; the model formula too (see `tests/jobs/nist.py`).
+`shared/nist-strd/`; the model formula too (see `tests/kinds/nist.py`).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.jobs.fit_driver import drive
-from tests.jobs.nist import NIST_DIR, NistProblem, all_problems, digits
+from tests.kinds.fit_driver import drive
+from tests.kinds.nist import NIST_DIR, NistProblem, all_problems, digits
 
 PROBLEMS = all_problems() if NIST_DIR.is_dir() else []
 pytestmark = pytest.mark.skipif(not PROBLEMS, reason=f"no NIST files in {NIST_DIR}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from park.jobs import KINDS, SpecError
+from park.kinds import KINDS, SpecError
 from park.worker.runner import AllowList, run_unit
 
 MAP = KINDS["map"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from park.jobs import SpecError
-from park.jobs.fit.model import BUILTINS, Model, compile_expression
+from park.kinds import SpecError
+from park.kinds.fit.model import BUILTINS, Model, compile_expression
 
 
 def evaluate(expr: str, **env: object) -> object:

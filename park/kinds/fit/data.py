@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from park.jobs.base import SpecError
+from park.kinds.base import SpecError
 
 MAX_POINTS = 1_000_000
 ROLES = ("x", "y", "dy")

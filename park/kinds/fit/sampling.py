@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from park.jobs.fit.model import Array
+from park.kinds.fit.model import Array
 
 
 def generator(seed: int, *stream: int) -> np.random.Generator:

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from park.jobs.base import Finished
-from park.jobs.fit.local import LocalResults, local_payloads
-from park.jobs.fit.result import assemble
-from park.jobs.fit.sampling import free_layout, generator, sample
+from park.kinds.base import Finished
+from park.kinds.fit.local import LocalResults, local_payloads
+from park.kinds.fit.result import assemble
+from park.kinds.fit.sampling import free_layout, generator, sample
 
 
 @dataclass(slots=True)

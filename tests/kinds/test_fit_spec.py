@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from park.jobs import KINDS, SpecError
+from park.kinds import KINDS, SpecError
 
 FIT = KINDS["fit"]
 
@@ -183,18 +183,18 @@ def test_function_models_go_through_the_allow_list() -> None:
 
     fit = FIT.parse_spec(
         spec(
-            model={"function": "tests.jobs.models:exponential_decay"},
+            model={"function": "tests.kinds.models:exponential_decay"},
             parameters={"amplitude": 1.0, "rate": 0.1},
         )
     )
     state = FIT.start(fit)
     payloads = FIT.next_units(fit, state)
     assert payloads
-    assert FIT.functions_of(payloads[0]) == ["tests.jobs.models:exponential_decay"]
+    assert FIT.functions_of(payloads[0]) == ["tests.kinds.models:exponential_decay"]
     unit = {"id": "u1", "kind": "fit", "payload": payloads[0]}
     refused = run_unit(unit, AllowList())
     assert not refused["ok"] and "not allowed" in refused["error"]
-    allowed = run_unit(unit, AllowList(("tests.jobs.models:*",)))
+    allowed = run_unit(unit, AllowList(("tests.kinds.models:*",)))
     assert allowed["ok"], allowed.get("error")
     # Expression models call no function: nothing for the allow list to check.
     plain = FIT.parse_spec(spec())

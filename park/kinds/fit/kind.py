@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-from park.jobs.base import Finished, JobKind
-from park.jobs.fit import de, multistart, scan
-from park.jobs.fit.problem import run_evaluate, run_grid, run_local
-from park.jobs.fit.spec import parse_spec
+from park.kinds.base import Finished, JobKind
+from park.kinds.fit import de, multistart, scan
+from park.kinds.fit.problem import run_evaluate, run_grid, run_local
+from park.kinds.fit.spec import parse_spec
 
 FitState = multistart.MultistartState | de.DEState | scan.ScanState
 
