@@ -1,0 +1,45 @@
+"""The core imports no I/O library: events schema, projections, scheduler, kinds, commands."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PARK = Path(__file__).resolve().parent.parent / "park"
+CORE = [
+    PARK / "events" / "schema.py",
+    PARK / "events" / "log.py",
+    PARK / "commands.py",
+    PARK / "domain.py",
+    PARK / "errors.py",
+    *sorted((PARK / "projections").rglob("*.py")),
+    *sorted((PARK / "scheduler").rglob("*.py")),
+    *sorted((PARK / "kinds").rglob("*.py")),
+]
+IO_LIBRARIES = {
+    "sqlite3", "httpx", "fastapi", "starlette", "uvicorn", "aiokafka", "faust", "socket",
+    "requests", "aiosmtplib", "smtplib", "asyncio", "subprocess", "park.api", "park.client",
+    "park.service", "park.worker", "park.events.sqlite",
+}  # fmt: skip
+
+
+def imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("path", CORE, ids=lambda p: str(p.relative_to(PARK)))
+def test_core_module_imports_no_io_library(path: Path) -> None:
+    bad = {
+        name
+        for name in imported_modules(path)
+        if any(name == lib or name.startswith(lib + ".") for lib in IO_LIBRARIES)
+    }
+    assert not bad, f"{path.relative_to(PARK)} imports {sorted(bad)}"
