@@ -87,10 +87,10 @@ def serve(options: ServeOptions) -> None:
     config = uvicorn.Config(
         app, host=options.host, port=options.port, log_level="warning", access_log=False
     )
-    _Server(config, service).run()
+    ParkUvicorn(config, service).run()
 
 
-class _Server(uvicorn.Server):
+class ParkUvicorn(uvicorn.Server):
     """uvicorn drains in-flight requests before the app's shutdown handlers run; lease
     long-polls are told to answer first, so a stop takes well under a second."""
 

@@ -25,7 +25,7 @@ from park.client.service import RemoteService
 from park.worker.local import LocalWorkers
 
 if TYPE_CHECKING:
-    import uvicorn
+    from park.server import ParkUvicorn
 
 
 def default_data_dir() -> Path:
@@ -39,7 +39,7 @@ class LocalService(RemoteService):
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self._start_lock = threading.Lock()
-        self._server: uvicorn.Server | None = None
+        self._server: ParkUvicorn | None = None
         self._thread: threading.Thread | None = None
         self._local_workers: LocalWorkers | None = None
         self._lock_file: IO[str] | None = None
@@ -86,6 +86,7 @@ class LocalService(RemoteService):
 
         from park.api.app import create_app
         from park.events.sqlite import SqliteEventLog
+        from park.server import ParkUvicorn
         from park.service.engine import ParkService
         from park.service.snapshots import SnapshotStore
 
@@ -96,7 +97,7 @@ class LocalService(RemoteService):
         config = uvicorn.Config(
             app, host="127.0.0.1", port=0, log_level="warning", access_log=False, lifespan="on"
         )
-        server = uvicorn.Server(config)
+        server = ParkUvicorn(config, service)
         thread = threading.Thread(target=server.run, name="park-local-service", daemon=True)
         thread.start()
         deadline = time.monotonic() + 30

@@ -29,13 +29,13 @@ def test_no_runnable_job_waits_longer_than_the_bound(
 ) -> None:
     state = fold(ANY)
     for i, (priority, user) in enumerate(first):
-        fold(*job(f"j{i}", user, priority, float(i), 10_000), state=state)
+        fold(*job(f"j{i}", user, priority, float(i), 500), state=state)
     arrivals = {when: (f"late{i}", p, u) for i, (p, u, when) in enumerate(late)}
     waited: Counter[str] = Counter()
     for step in range(200):
         if step in arrivals:
             job_id, priority, user = arrivals[step]
-            fold(*job(job_id, user, priority, 100.0 + step, 10_000), state=state)
+            fold(*job(job_id, user, priority, 100.0 + step, 500), state=state)
         weights = {j: job_weight(state, state.jobs[j], 0.0) for j in state.runnable}
         bounds = {j: wait_bound(weights, j) for j in weights}
         [granted] = lease(state, "any", 1, at=0.0)
@@ -49,7 +49,7 @@ def test_no_runnable_job_waits_longer_than_the_bound(
 def test_share_grows_monotonically_with_weight(jobs: list[tuple[Priority, str]]) -> None:
     state = fold(ANY)
     for i, (priority, user) in enumerate(jobs):
-        fold(*job(f"j{i}", user, priority, float(i), 10_000), state=state)
+        fold(*job(f"j{i}", user, priority, float(i), 500), state=state)
     weights = {j: job_weight(state, state.jobs[j], 0.0) for j in state.runnable}
     counts = Counter(lease(state, "any", 400, at=0.0))
     for a, wa in weights.items():
