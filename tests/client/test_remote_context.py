@@ -17,11 +17,13 @@ def test_nested_remotes_restore_the_previous_service_even_on_error() -> None:
     assert park.default_service() is park.local_service
     with park.remote("http://127.0.0.1:9") as outer:
         assert park.default_service() is outer
-        with pytest.raises(RuntimeError, match="inside"):
-            with park.remote("http://127.0.0.1:10", token="t") as inner:
-                assert park.default_service() is inner
-                assert inner is not outer
-                raise RuntimeError("inside")
+        with (
+            pytest.raises(RuntimeError, match="inside"),
+            park.remote("http://127.0.0.1:10", token="t") as inner,
+        ):
+            assert park.default_service() is inner
+            assert inner is not outer
+            raise RuntimeError("inside")
         assert park.default_service() is outer
         with park.remote("http://127.0.0.1:11") as second:
             assert park.default_service() is second

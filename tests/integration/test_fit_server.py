@@ -19,7 +19,6 @@ from tests.support import ParkServer, wait_for
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not NIST_DIR.is_dir(), reason=f"no NIST files in {NIST_DIR}"),
 ]
 
 FINAL = ("complete", "failed", "cancelled")

@@ -9,9 +9,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-# `../shared/nist-strd/` beside the checkout, unless PARK_NIST_DIR says otherwise.
+# NIST's files, unchanged, in tests/data/nist-strd/ (PARK_NIST_DIR may point elsewhere).
 NIST_DIR = Path(
-    os.environ.get("PARK_NIST_DIR") or Path(__file__).resolve().parents[3] / "shared" / "nist-strd"
+    os.environ.get("PARK_NIST_DIR") or Path(__file__).resolve().parents[1] / "data" / "nist-strd"
 )
 
 _PARAM = re.compile(r"^\s*(b\d+)\s*=\s*(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s*$")

@@ -2,7 +2,8 @@
 parameters to >= 6 significant digits and the certified standard deviations to >= 3.
 
 Every number (data, start values, certified values) is read from the files in
-`shared/nist-strd/`; the model formula too (see `tests/kinds/nist.py`).
+`tests/data/nist-strd/` (copied unchanged from NIST); the model formula too (see
+`tests/kinds/nist.py`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ from tests.kinds.fit_driver import drive
 from tests.kinds.nist import NIST_DIR, NistProblem, all_problems, digits
 
 PROBLEMS = all_problems() if NIST_DIR.is_dir() else []
-pytestmark = pytest.mark.skipif(not PROBLEMS, reason=f"no NIST files in {NIST_DIR}")
+
+
+def test_the_nist_datasets_are_there() -> None:
+    """Thirteen datasets: a missing directory fails here instead of skipping silently."""
+    assert len(PROBLEMS) == 13, f"expected NIST's 13 files in {NIST_DIR}"
+
 
 METHODS = {
     "multistart": {"starts": 4, "seed": 1},

@@ -1,0 +1,309 @@
+"""Wall time of a multistart `fit` through park (1 and 2 workers) vs an in-process loop.
+
+One NIST StRD dataset (Thurber by default: ~0.1 s per start), parsed from the file as it
+is (model formula, Start 1 values, data), fitted by `multistart` with `--starts` starts
+(64) and seed 1, no bounds, no dy, one start per unit (the kind's default):
+
+  (a) `park serve --workers 1` on a fresh temporary data directory,
+  (b) the same with `--workers 2`,
+  (c) the floor: the same units, planned by the `fit` kind from the same normalised spec,
+      each run in this process with `FitKind.run_unit` (the worker-side function: the
+      same two `scipy.optimize.least_squares` solves per start and the statistics of the
+      unit's best), one after another; run `--repeat` times before the servers and
+      as many times after them.
+
+For (a) and (b) the clock runs from the POST /v1/jobs to the first GET /v1/jobs/{id} that
+shows the job complete. Server start-up, worker registration (GET /v1/workers) and a
+warm-up fit (so every worker's child process has started and imported scipy; skip it
+with --cold) happen before the clock starts. The servers run one after the other, never
+together. Every wait is bounded. `unit CPU s` is the CPU time spent in the units: for park
+as the workers report it (the ledger's `core_seconds`), in process `time.process_time`;
+on a machine shared with other work it tells slow-because-busy from real overhead.
+
+Each configuration runs `--repeat` times (3); the table gives the best and the median.
+
+    python benchmarks/fit_speedup.py                       # Thurber, 64 starts, ~1 min
+    python benchmarks/fit_speedup.py --dataset Misra1a     # ~7 ms per start
+    python benchmarks/fit_speedup.py --starts 16 --repeat 1 --cold
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from park.kinds.fit.kind import FitKind
+
+ROOT = Path(__file__).resolve().parents[1]
+NIST_DIR = Path(os.environ.get("PARK_NIST_DIR") or ROOT / "tests" / "data" / "nist-strd")
+POLL_SECONDS = 0.05
+FINAL = ("complete", "failed", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    seconds: float  # wall clock
+    cpu: float  # CPU seconds spent running the units (park: as its workers report them)
+    chisq: float  # the best chi^2 found
+    split: tuple[int, ...] = ()  # units each park worker ran
+
+    def __str__(self) -> str:
+        shares = f" ({'+'.join(map(str, self.split))} units)" if len(self.split) > 1 else ""
+        return f"{self.seconds:.2f}{shares}"
+
+
+# -- NIST StRD file, read as it is ----------------------------------------------------------
+
+_PARAM = re.compile(r"^\s*(b\d+)\s*=\s*(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s*$")
+
+
+def nist_spec(path: Path, starts: int, seed: int) -> dict[str, Any]:
+    """A multistart `fit` spec from the file's formula, Start 1 values and data."""
+    lines = path.read_text().splitlines()
+    start1 = {m[1]: float(m[2]) for m in map(_PARAM.match, lines) if m}
+    at = next(i for i, line in enumerate(lines) if line.startswith("Model:"))
+    formula: list[str] = []
+    for line in lines[at + 1 :]:
+        text = line.strip()
+        if not formula and text.startswith("y") and "=" in text:
+            text = text.split("=", 1)[1]
+        elif not formula:
+            continue
+        formula.append(text)
+        if re.search(r"\+\s*e\s*$", text):
+            break
+    model = re.sub(r"\+\s*e\s*$", "", " ".join(formula)).strip()
+    head = next(i for i, line in enumerate(lines) if re.match(r"^Data:\s+y\s+x\s*$", line))
+    rows = [[float(v) for v in line.split()] for line in lines[head + 1 :] if line.strip()]
+    return {
+        "model": model.replace("[", "(").replace("]", ")"),
+        "data": {"x": [r[1] for r in rows], "y": [r[0] for r in rows]},
+        "parameters": {name: {"value": value} for name, value in start1.items()},
+        "method": "multistart",
+        "options": {"starts": starts, "seed": seed},
+    }
+
+
+# -- (c) the floor: the kind's own units, run in this process -------------------------------
+
+
+def in_process(spec: dict[str, Any]) -> Run:
+    """Every planned unit run here with `FitKind.run_unit`, one after another."""
+    kind = FitKind()
+    normal = kind.parse_spec(spec)
+    state = kind.start(normal)
+    units = kind.next_units(normal, state)
+    kind.planned(state, units)
+    started, cpu = time.perf_counter(), time.process_time()
+    results = [FitKind.run_unit(payload) for payload in units]
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    for payload, result in zip(units, results, strict=True):
+        kind.absorb(state, payload, result)
+    finished = kind.outcome(normal, state)
+    assert finished is not None and finished.error is None, finished
+    return Run(seconds, cpu, float(finished.result["chisq"]))
+
+
+# -- (a), (b): a real `park serve --workers N` ---------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(httpx.TransportError):
+            value = predicate()
+            if value:
+                return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:.0f}s")
+        time.sleep(POLL_SECONDS)
+
+
+@contextlib.contextmanager
+def park_serve(workers: int, base: Path) -> Iterator[httpx.Client]:
+    """`park serve --workers N` on a fresh data dir; yields a client once all N workers
+    have registered. The server (which stops its own workers) is ended by its pid."""
+    port = free_port()
+    log_path = base / f"serve-{workers}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "park", "serve", "--host", "127.0.0.1",
+             "--port", str(port), "--workers", str(workers),
+             "--data-dir", str(base / f"data-{workers}")],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0) as http:
+
+            def up() -> bool:
+                if proc.poll() is not None:
+                    tail = log_path.read_text()[-2000:]
+                    raise RuntimeError(f"park serve exited ({proc.returncode}):\n{tail}")
+                return http.get("/healthz").status_code == 200
+
+            wait_until(up, 60, "park serve /healthz")
+            wait_until(
+                lambda: len(http.get("/v1/workers").json()["workers"]) >= workers,
+                60,
+                f"{workers} worker(s) registered",
+            )
+            yield http
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+
+def core_seconds(http: httpx.Client) -> float:
+    """CPU seconds the workers have reported for all units so far (the ledger's total)."""
+    users = http.get("/v1/ledger").json()["users"]
+    return float(sum(u["core_seconds"] for u in users.values()))
+
+
+def units_done(http: httpx.Client) -> dict[str, int]:
+    return {w["id"]: w["units_done"] for w in http.get("/v1/workers").json()["workers"]}
+
+
+def run_job(http: httpx.Client, spec: dict[str, Any], timeout: float) -> Run:
+    """Wall seconds from POST to the first GET that shows the job complete."""
+    cpu, before = core_seconds(http), units_done(http)
+    started = time.perf_counter()
+    response = http.post("/v1/jobs", json={"kind": "fit", "spec": spec})
+    response.raise_for_status()
+    job_id = response.json()["id"]
+    deadline = time.monotonic() + timeout
+    while True:
+        status = http.get(f"/v1/jobs/{job_id}").json()["status"]
+        if status in FINAL:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"job {job_id} still {status} after {timeout:.0f}s")
+        time.sleep(POLL_SECONDS)
+    seconds = time.perf_counter() - started
+    body = http.get(f"/v1/jobs/{job_id}/result").json()
+    if body["status"] != "complete":
+        raise RuntimeError(f"job {job_id} ended {body['status']}: {body}")
+    after = units_done(http)
+    split = tuple(sorted((n - before.get(w, 0) for w, n in after.items()), reverse=True))
+    return Run(seconds, core_seconds(http) - cpu, float(body["result"]["chisq"]), split)
+
+
+def warm_up(http: httpx.Client, spec: dict[str, Any], workers: int, timeout: float) -> None:
+    """Small fits until every worker has run a unit (its child process is up, scipy in)."""
+    small = {**spec, "options": {**spec["options"], "starts": 4 * workers}}
+    for _ in range(10):
+        run_job(http, small, timeout)
+        done = list(units_done(http).values())
+        if len(done) >= workers and all(n > 0 for n in done):
+            return
+    print(f"  (warm-up: not every worker ran a unit: {done})", file=sys.stderr)
+
+
+def bench_park(
+    spec: dict[str, Any], workers: int, base: Path, repeat: int, cold: bool, timeout: float
+) -> list[Run]:
+    with park_serve(workers, base) as http:
+        if not cold:
+            warm_up(http, spec, workers, timeout)
+        return [run_job(http, spec, timeout) for _ in range(repeat)]
+
+
+# -- the table ---------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="Thurber", help="NIST StRD file stem")
+    parser.add_argument("--starts", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each (best and median)")
+    parser.add_argument("--cold", action="store_true", help="no warm-up job before the clock")
+    parser.add_argument("--timeout", type=float, default=600.0, help="per job, seconds")
+    parser.add_argument("--keep", type=Path, help="keep data dirs and logs here")
+    args = parser.parse_args()
+
+    path = NIST_DIR / f"{args.dataset}.dat"
+    if not path.is_file():
+        sys.exit(f"no {path} (set PARK_NIST_DIR)")
+    spec = nist_spec(path, args.starts, args.seed)
+    n_params = len(spec["parameters"])
+    print(
+        f"{args.dataset}: {len(spec['data']['x'])} points, {n_params} parameters, "
+        f"multistart {args.starts} starts, seed {args.seed}, runs of each: {args.repeat}"
+        f"{', cold workers' if args.cold else ''}; {os.cpu_count()} cores"
+    )
+
+    floor_name = "in-process loop"
+    names = ("park serve --workers 1", "park serve --workers 2", floor_name)
+    runs: dict[str, list[Run]] = {name: [] for name in names}
+    # The floor is measured before and after the servers, so a neighbour's load on a
+    # shared machine is less likely to flatter or hurt it alone.
+    runs[floor_name] += [in_process(spec) for _ in range(args.repeat)]
+    with tempfile.TemporaryDirectory(prefix="park-fit-bench-") as tmp:
+        base = args.keep or Path(tmp)
+        base.mkdir(parents=True, exist_ok=True)
+        for workers in (1, 2):
+            name = f"park serve --workers {workers}"
+            runs[name] = bench_park(spec, workers, base, args.repeat, args.cold, args.timeout)
+    runs[floor_name] += [in_process(spec) for _ in range(args.repeat)]
+
+    best = {name: min(r, key=lambda run: run.seconds) for name, r in runs.items()}
+    median = {name: statistics.median(run.seconds for run in r) for name, r in runs.items()}
+
+    print()
+    print(
+        f"{'run':<24} {'wall s':>8} {'median s':>9} {'per start':>10} {'unit CPU s':>11} "
+        f"{'best chi^2':>13}"
+    )
+    for name in names:
+        run = best[name]
+        print(
+            f"{name:<24} {run.seconds:>8.2f} {median[name]:>9.2f} "
+            f"{1000 * run.seconds / args.starts:>8.1f}ms {run.cpu:>11.2f} {run.chisq:>13.8g}"
+        )
+    print()
+    print(f"{'':<40} {'best':>6} {'median':>7}")
+    for label, ratio in (
+        ("speed-up, 2 workers vs 1", lambda t: t[names[0]] / t[names[1]]),
+        ("park overhead, 1 worker / in-process", lambda t: t[names[0]] / t[floor_name]),
+        ("park overhead, 2 workers / (in-proc / 2)", lambda t: 2 * t[names[1]] / t[floor_name]),
+    ):
+        walls = {name: best[name].seconds for name in names}
+        print(f"{label:<40} {ratio(walls):>5.2f}x {ratio(median):>6.2f}x")
+    if len(runs[floor_name]) > 1:
+        print("all runs (s):")
+        for name in names:
+            print(f"  {name:<22} " + " ".join(map(str, runs[name])))
+    chisq = best[floor_name].chisq
+    agree = all(math.isclose(run.chisq, chisq, rel_tol=1e-9) for run in best.values())
+    print(f"same best chi^2 everywhere: {'yes' if agree else 'NO'}")
+
+
+if __name__ == "__main__":
+    main()
