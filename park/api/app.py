@@ -28,14 +28,13 @@ from park.api.schemas import (
     SetBudget,
     SubmitJob,
     WorkerUnits,
-    job_json,
     ledger_json,
-    worker_json,
 )
 from park.commands import UnitReport
 from park.domain import JobStatus
 from park.errors import Conflict, Forbidden, InvalidRequest, NotFound, ParkError
 from park.projections.state import JobView
+from park.projections.views import job_json, worker_json
 from park.scheduler.explain import explain, price_table
 from park.service.engine import ParkService
 

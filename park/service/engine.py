@@ -26,6 +26,7 @@ from park.events.log import EventLog
 from park.events.schema import Event, UnitGranted, UnitLeaseExpired, UnitsPlanned
 from park.projections.state import JobView, ParkState, UnitView
 from park.scheduler.config import PolicyConfig
+from park.service.feed import JobFeed
 from park.service.snapshots import SnapshotStore
 
 log = logging.getLogger("park.service")
@@ -42,12 +43,13 @@ class ServiceConfig:
 
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
-    """Hold off the cyclic garbage collector during a bulk fold (start-up replay).
+    """Hold off the cyclic garbage collector while start-up loads a snapshot or replays.
 
     A replay allocates millions of objects, most of them kept by the projections; every
     allocation burst would trigger a collection scanning all that was kept so far, which
-    more than doubles the replay time (benchmarks/log.py). Events and read models form no
-    reference cycles, so nothing is left for the collector; it is merely switched back on.
+    more than doubles the replay time, and the unpickling time of a snapshot three to four
+    times (benchmarks/log.py). Pausing only defers collection: events and read models form
+    no reference cycles anyway, and any garbage is collected once the collector is back on.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -83,6 +85,7 @@ class ParkService:
         self.config = config or ServiceConfig()
         self.clock = clock
         self.state = ParkState()
+        self.feed = JobFeed()
         self._lock = asyncio.Lock()
         self._work_available = asyncio.Event()
         self._changed = asyncio.Event()
@@ -96,7 +99,8 @@ class ParkService:
         """Load the latest snapshot, fold the tail of the log, resume interrupted jobs."""
         last = await self.log.last_offset()
         if self.snapshots is not None:
-            loaded = self.snapshots.load_latest(max_offset=last)
+            with gc_paused():  # unpickling, like a replay, builds many long-lived objects
+                loaded = self.snapshots.load_latest(max_offset=last)
             if loaded is not None:
                 self.state = loaded
                 self._snapshot_offset = loaded.offset
@@ -129,14 +133,16 @@ class ParkService:
         self._work_available.set()
 
     async def catch_up(self) -> None:
-        """Fold every event the log has beyond the projections' offset."""
+        """Fold every event the log has beyond the projections' offset (no feed yet:
+        streams start with a snapshot from here)."""
         with gc_paused():
             while True:
                 batch = await self.log.read(after=self.state.offset, limit=10_000)
                 if not batch:
-                    return
+                    break
                 for rec in batch:
                     self.state.apply(rec.offset, rec.event)
+        self.feed.start_at(self.state.offset)
 
     def snapshot(self) -> None:
         if self.snapshots is not None and self.state.offset > self._snapshot_offset:
@@ -149,14 +155,19 @@ class ParkService:
         if not events:
             return self.state.offset
         offsets = await self.log.append(events)
-        for offset, event in zip(offsets, events, strict=True):
-            self.state.apply(offset, event)
+        self._fold(list(zip(offsets, events, strict=True)))
         if any(isinstance(e, UnitsPlanned | UnitLeaseExpired) for e in events):
             self._work_available.set()
             self._work_available = asyncio.Event()
         self._changed.set()
         self._changed = asyncio.Event()
         return offsets[-1]
+
+    def _fold(self, records: Sequence[tuple[int, Event]]) -> None:
+        """Apply events to the projections and tell the job feed what changed."""
+        for offset, event in records:
+            self.state.apply(offset, event)
+        self.feed.record(records, self.state)
 
     async def _settle(self, job_ids: Sequence[str] | set[str]) -> None:
         events = commands.settle_jobs(self.state, sorted(job_ids), self.clock())

@@ -1,0 +1,48 @@
+"""JSON views of the read models: what clients see of a job or a worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from park.kinds import KINDS
+from park.projections.state import JobView, WorkerView
+
+
+def job_json(job: JobView, *, private: bool = True) -> dict[str, Any]:
+    """A job as clients see it. `private=False` hides the spec and error text (another
+    user's job)."""
+    progress: dict[str, Any] = {"done": job.units_done, "total": job.units_total}
+    if job.kind_state is not None:
+        progress.update(KINDS[job.kind].progress(job.kind_state))
+    view: dict[str, Any] = {
+        "id": job.id,
+        "user": job.user,
+        "kind": job.kind,
+        "status": job.status.value,
+        "priority": job.priority.value,
+        "tags": job.tags,
+        "submitted_at": job.submitted_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "progress": progress,
+    }
+    if private:
+        view["spec"] = job.spec
+        view["error"] = job.error
+    return view
+
+
+def worker_json(worker: WorkerView) -> dict[str, Any]:
+    return {
+        "id": worker.id,
+        "name": worker.name,
+        "cpus": worker.cpus,
+        "owner": worker.owner,
+        "policy": worker.policy.value,
+        "job": worker.job_id,
+        "joined_at": worker.joined_at,
+        "last_seen": worker.last_seen,
+        "left_at": worker.left_at,
+        "units_leased": len(worker.units),
+        "units_done": worker.units_done,
+    }

@@ -1,0 +1,91 @@
+"""The job change feed behind `GET /v1/jobs/stream`: a snapshot, then one change per job
+per commit, each stamped with a log offset so a client can resume where it stopped.
+
+Changes are coalesced per job within one folded batch (fifty grants to one job are one
+`upsert`), and stamped with the offset of the job's last event in that batch; offsets are
+therefore strictly increasing along the feed, and a client that has seen offset N has
+seen every change up to N. The feed keeps the latest changes in memory; a client asking
+to resume from before the oldest one gets a fresh snapshot instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from park.events.schema import Event
+from park.projections.state import ParkState
+from park.projections.views import job_json
+
+
+@dataclass(frozen=True, slots=True)
+class JobChange:
+    offset: int
+    op: str  # "upsert" | "remove"
+    job: dict[str, Any]
+
+    def data(self) -> dict[str, Any]:
+        return {"offset": self.offset, "op": self.op, "job": self.job}
+
+
+class JobFeed:
+    def __init__(self, keep: int = 100_000) -> None:
+        self.changes: deque[JobChange] = deque(maxlen=keep)
+        # Changes after this offset are all in memory (nothing before the feed began).
+        self.resumable_after = 0
+        self._appended = asyncio.Event()
+
+    def start_at(self, offset: int) -> None:
+        """The projections were loaded up to `offset` without the feed watching."""
+        self.resumable_after = offset
+
+    def record(self, folded: Iterable[tuple[int, Event]], state: ParkState) -> None:
+        last: dict[str, int] = {}
+        for offset, event in folded:
+            job_id = getattr(event, "job_id", None)
+            if job_id is not None and job_id in state.jobs:
+                last[job_id] = offset
+        if not last:
+            return
+        for job_id, offset in sorted(last.items(), key=lambda item: item[1]):
+            job = state.jobs[job_id]
+            change = JobChange(
+                offset, "upsert" if job.active else "remove", job_json(job, private=False)
+            )
+            if len(self.changes) == self.changes.maxlen:
+                self.resumable_after = self.changes[0].offset
+            self.changes.append(change)
+        self._appended.set()
+        self._appended = asyncio.Event()
+
+    def since(self, after: int) -> list[JobChange] | None:
+        """Changes with offset > `after`, or None if some of them are no longer kept."""
+        if after < self.resumable_after:
+            return None
+        if not self.changes or self.changes[-1].offset <= after:
+            return []
+        # Changes are ordered by offset: walk back from the newest.
+        found: list[JobChange] = []
+        for change in reversed(self.changes):
+            if change.offset <= after:
+                break
+            found.append(change)
+        found.reverse()
+        return found
+
+    async def wait(self, timeout: float) -> None:
+        """Until something is recorded, or `timeout` passes."""
+        appended = self._appended
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(appended.wait(), timeout)
+
+
+def snapshot(state: ParkState) -> dict[str, Any]:
+    return {
+        "offset": state.offset,
+        "jobs": [job_json(job, private=False) for job in state.jobs.values() if job.active],
+    }
