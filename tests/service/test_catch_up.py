@@ -1,4 +1,5 @@
-"""Start-up replay: the collector is held off during the bulk fold and restored after."""
+"""Start-up: the collector is held off while a snapshot loads and the log replays, then
+restored."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pytest
 
 from park.events.schema import WorkerJoined
 from park.events.sqlite import SqliteEventLog
+from park.projections.state import ParkState
 from park.service.engine import ParkService
+from park.service.snapshots import SnapshotStore
 
 pytestmark = pytest.mark.anyio
 
@@ -42,3 +45,38 @@ async def test_catch_up_pauses_and_restores_the_collector(
         await log.close()
     assert log.seen and not any(log.seen)
     assert service.state.offset == 3 and len(service.state.workers) == 3
+
+
+class SeesCollectorStore(SnapshotStore):
+    """A snapshot store that records whether the collector ran while it loaded."""
+
+    seen: list[bool]
+
+    def load_latest(self, max_offset: int) -> ParkState | None:
+        self.seen.append(gc.isenabled())
+        return super().load_latest(max_offset)
+
+
+async def test_start_loads_the_snapshot_with_the_collector_paused(tmp_path: Path) -> None:
+    log = SqliteEventLog(tmp_path / "events.sqlite3")
+    await log.append([WorkerJoined(at=1.0, worker_id="w", name="w", cpus=1)])
+    store = SeesCollectorStore(tmp_path / "snapshots")
+    store.seen = []
+    first = ParkService(log, snapshots=store)
+    await first.start()
+    await first.stop()  # writes a snapshot
+    assert store.seen == [False]
+    assert list((tmp_path / "snapshots").glob("state-*.pickle"))
+
+    store.seen = []
+    second = ParkService(SqliteEventLog(tmp_path / "events.sqlite3"), snapshots=store)
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        await second.start()
+        assert gc.isenabled()
+        assert "w" in second.state.workers
+    finally:
+        await second.stop()
+        (gc.enable if was else gc.disable)()
+    assert store.seen == [False]

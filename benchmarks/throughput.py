@@ -1,0 +1,253 @@
+"""End-to-end throughput of no-op units: park over HTTP vs. dask.distributed, in one run.
+
+park: `park serve --workers 0` and N `park worker --cpus 1` processes, all subprocesses on
+127.0.0.1; one `map` job of `park.builtins:sleep` over `[0] * units` with `chunk: 1`, so
+every input is its own unit (leased, run in a child process, reported, folded). The clock
+runs from the POST of the job to the first GET that shows it `complete`.
+
+dask: `LocalCluster(n_workers=N, threads_per_worker=1, processes=True)` bound to
+127.0.0.1, no dashboard; `client.map(noop, range(units))` then `client.gather`. The
+clock runs from the first `map` call to the end of `gather`.
+
+Start-up (server, workers, cluster) is outside both clocks, and each system first runs a
+small warm-up job (4 units per worker), so that park's workers have started their child
+processes and dask's workers are connected. Every wait is bounded.
+
+    python benchmarks/throughput.py                 # 20,000 units each
+    python benchmarks/throughput.py --units 2000    # a quick run
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+POLL_SECONDS = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    system: str
+    units: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.units / self.seconds if self.seconds > 0 else float("inf")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(httpx.TransportError):
+            value = predicate()
+            if value:
+                return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:.0f}s")
+        time.sleep(0.05)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """SIGTERM the process we started (by pid), then SIGKILL it if it will not go."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def park_cluster(workers: int, data_dir: Path, log_dir: Path) -> Iterator[str]:
+    """A `park serve` with `workers` single-cpu `park worker`s; yields the server URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = []
+    try:
+        server_log = (log_dir / "server.log").open("wb")
+        logs.append(server_log)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "park", "serve", "--host", "127.0.0.1",
+                 "--port", str(port), "--workers", "0", "--data-dir", str(data_dir)],
+                stdout=server_log, stderr=subprocess.STDOUT,
+            )
+        )  # fmt: skip
+        with httpx.Client(base_url=url, timeout=10.0) as http:
+            wait_until(lambda: http.get("/healthz").status_code == 200, 30, "park serve up")
+            for i in range(workers):
+                worker_log = (log_dir / f"worker-{i}.log").open("wb")
+                logs.append(worker_log)
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "park", "worker", "--server", url,
+                         "--cpus", "1", "--name", f"bench-{i}"],
+                        stdout=worker_log, stderr=subprocess.STDOUT,
+                    )
+                )  # fmt: skip
+            wait_until(
+                lambda: len(http.get("/v1/workers").json()["workers"]) >= workers,
+                30,
+                f"{workers} park workers registered",
+            )
+        yield url
+    finally:
+        for proc in reversed(procs):  # workers first, so they leave while the server is up
+            stop_process(proc)
+        for f in logs:
+            f.close()
+
+
+def run_park_job(http: httpx.Client, units: int, timeout: float) -> float:
+    """Submit one map job of `units` no-op units; the seconds until GET shows it complete."""
+    spec = {"function": "park.builtins:sleep", "inputs": [0] * units, "chunk": 1}
+    body = {"kind": "map", "spec": spec, "tags": {"user": "bench"}}
+    started = time.perf_counter()
+    response = http.post("/v1/jobs", json=body)
+    response.raise_for_status()
+    job_id = response.json()["id"]
+    deadline = time.monotonic() + timeout
+    while True:
+        job = http.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] not in ("pending", "running"):
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"park: job {job_id} not complete within {timeout:.0f}s "
+                f"({job['progress']['done']}/{units} units done)"
+            )
+        time.sleep(POLL_SECONDS)
+    elapsed = time.perf_counter() - started
+    if job["status"] != "complete":
+        raise RuntimeError(f"park: job {job_id} ended {job['status']}: {job.get('error')}")
+    result = http.get(f"/v1/jobs/{job_id}/result").json()["result"]
+    if len(result) != units:
+        raise RuntimeError(f"park: {len(result)} results for {units} units")
+    return elapsed
+
+
+def bench_park(units: int, workers: int, timeout: float, keep: Path | None, repeat: int) -> Result:
+    with tempfile.TemporaryDirectory(prefix="park-bench-") as tmp:
+        base = keep or Path(tmp)
+        base.mkdir(parents=True, exist_ok=True)
+        with (
+            park_cluster(workers, base / "data", base) as url,
+            httpx.Client(base_url=url, timeout=60.0) as http,
+        ):
+            # Warm up as for dask: each worker starts its child process on its first unit.
+            warm = run_park_job(http, workers * 4, 60)
+            print(f"park: warm-up job of {workers * 4} units {warm:.2f}s", flush=True)
+            runs = []
+            for _ in range(repeat):
+                runs.append(run_park_job(http, units, timeout))
+                print(f"park: {units} units {runs[-1]:.2f}s", flush=True)
+    return Result("park", units, min(runs))
+
+
+def noop(x: int) -> int:
+    time.sleep(0)
+    return x
+
+
+def bench_dask(units: int, workers: int, timeout: float, repeat: int) -> Result:
+    from distributed import Client, LocalCluster, wait
+
+    # Loopback only: the scheduler, the nannies, the workers and the scheduler's small HTTP
+    # endpoint (health, metrics; there is no dashboard) all listen on 127.0.0.1.
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            worker_dashboard_address=None,
+            silence_logs=logging.CRITICAL,  # teardown heartbeats race the closing scheduler
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        client.wait_for_workers(workers, timeout=60)
+        wait(client.map(noop, range(workers * 4), pure=False), timeout=60)  # warm the workers
+        runs = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            futures = client.map(noop, range(units), pure=False)
+            results = client.gather(futures, errors="raise", direct=False)
+            runs.append(time.perf_counter() - started)
+            del futures
+            if runs[-1] > timeout:
+                raise TimeoutError(f"dask: {units} tasks took {runs[-1]:.0f}s (> {timeout:.0f}s)")
+            if len(results) != units:
+                raise RuntimeError(f"dask: {len(results)} results for {units} tasks")
+            print(f"dask: {units} tasks {runs[-1]:.2f}s", flush=True)
+    return Result("dask", units, min(runs))
+
+
+def print_table(results: list[Result]) -> None:
+    dask = next((r for r in results if r.system == "dask"), None)
+    park = next((r for r in results if r.system == "park"), None)
+    header = f"{'system':<8} {'units':>8} {'seconds':>9} {'units/s':>10} {'park/dask':>10}"
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        ratio = ""
+        if r.system == "park" and dask is not None:
+            ratio = f"{r.rate / dask.rate:.2f}x"
+        print(f"{r.system:<8} {r.units:>8} {r.seconds:>9.2f} {r.rate:>10.0f} {ratio:>10}")
+    if park is not None and dask is not None:
+        verdict = "meets" if park.rate >= 4 * dask.rate else "misses"
+        print(f"\npark {verdict} the goal of >= 4x dask ({park.rate / dask.rate:.2f}x)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--units", type=int, default=20_000, help="no-op units (default 20000)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="per system, seconds")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per system; best is shown")
+    parser.add_argument("--skip-dask", action="store_true")
+    parser.add_argument("--skip-park", action="store_true")
+    parser.add_argument("--keep", type=Path, help="keep park's data and logs in this directory")
+    args = parser.parse_args(argv)
+
+    print(
+        f"{args.units} no-op units, {args.workers} single-thread worker processes, "
+        f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, best of {args.repeat}\n",
+        flush=True,
+    )
+    results: list[Result] = []
+    if not args.skip_park:
+        results.append(bench_park(args.units, args.workers, args.timeout, args.keep, args.repeat))
+    if not args.skip_dask:
+        results.append(bench_dask(args.units, args.workers, args.timeout, args.repeat))
+    print()
+    print_table(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
