@@ -31,6 +31,15 @@ def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", default=os.environ.get("PARK_TOKEN"))
 
 
+def _log_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log",
+        default=os.environ.get("PARK_LOG"),
+        help="kafka://HOST:PORT[,HOST:PORT][/topic][?options]: a Kafka topic shared with "
+        "other servers (default: env PARK_LOG, else the SQLite file in the data directory)",
+    )
+
+
 def _client(args: argparse.Namespace) -> ParkHttp:
     return ParkHttp(args.server, args.token)
 
@@ -56,11 +65,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tokens=Path(args.tokens) if args.tokens else None,
         insecure=args.insecure,
         durable=args.durable,
+        log=args.log,
+        scheduler=not args.no_scheduler,
     )
     try:
         serve(options)
     except ConfigError as err:
         console.print(f"[red]park serve: {err}[/red]")
+        return 2
+    return 0
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from park.server import ConfigError, SchedulerOptions, run_scheduler
+
+    if not args.log:
+        console.print("[red]park scheduler: --log kafka://HOST:PORT[/topic] (or PARK_LOG)[/red]")
+        return 2
+    options = SchedulerOptions(
+        log=args.log, data_dir=Path(args.data_dir), lease_seconds=args.lease_seconds
+    )
+    try:
+        run_scheduler(options)
+    except ConfigError as err:
+        console.print(f"[red]park scheduler: {err}[/red]")
         return 2
     return 0
 
@@ -130,6 +158,8 @@ def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
+    if args.watch:
+        return _watch_jobs(args)
     answer = _client(args).get(
         "/v1/jobs", status=args.status or None, user=args.user, tag=args.tag or None
     )
@@ -138,6 +168,30 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     else:
         console.print(_jobs_table(answer["jobs"]))
     return 0
+
+
+def _watch_jobs(args: argparse.Namespace) -> int:
+    """A live table of the active jobs, from the job stream, until Ctrl-C."""
+    from rich.live import Live
+
+    from park.client.table import JobTable
+
+    tags = dict(t.partition("=")[::2] for t in args.tag)
+    table = JobTable(RemoteService(args.server, args.token), user=args.user, tags=tags)
+    try:
+        with Live(_jobs_table([]), console=console, refresh_per_second=4) as live:
+            while True:
+                jobs = sorted(table.jobs.values(), key=lambda j: j["submitted_at"], reverse=True)
+                if args.status:
+                    jobs = [j for j in jobs if j["status"] in args.status]
+                view = _jobs_table(jobs)
+                view.caption = f"live: {len(jobs)} active, log offset {table.offset}"
+                live.update(view)
+                time.sleep(0.25)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        table.close()
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -220,12 +274,19 @@ def cmd_ledger(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from park.events.log import EventLog
     from park.events.sqlite import SqliteEventLog
     from park.replay import replay
     from park.scheduler.explain import explain
 
     async def run() -> int:
-        log = SqliteEventLog.in_data_dir(args.data_dir)
+        log: EventLog
+        if args.log and args.log.startswith("kafka://"):
+            from park.events.kafka import KafkaEventLog
+
+            log = KafkaEventLog(args.log, create=False)
+        else:
+            log = SqliteEventLog.in_data_dir(args.data_dir)
         try:
             report = await replay(log, to=args.to, verify=args.verify)
         finally:
@@ -283,7 +344,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fsync every append (survives power loss, not just process crashes)",
     )
+    _log_arg(p)
+    p.add_argument(
+        "--no-scheduler",
+        action="store_true",
+        help="with a Kafka log: do not stand as scheduler leader (run `park scheduler`s)",
+    )
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "scheduler", help="with a Kafka log: a scheduler candidate (leader or standby) alone"
+    )
+    _log_arg(p)
+    p.add_argument("--data-dir", default="./park-data", help="for its snapshots")
+    p.add_argument("--lease-seconds", type=float, default=30.0)
+    p.set_defaults(func=cmd_scheduler)
 
     p = sub.add_parser("worker", help="run units for a server")
     _server_args(p)
@@ -315,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user")
     p.add_argument("--tag", action="append", default=[])
     p.add_argument("--json", action="store_true")
+    p.add_argument("--watch", action="store_true", help="a live table of the active jobs")
     p.set_defaults(func=cmd_jobs)
 
     for name, func, text in (
@@ -349,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", type=int, help="stop at this offset")
     p.add_argument("--verify", action="store_true", help="re-run the policy on each request")
     p.add_argument("--explain", metavar="JOB", help="explain this job as of --to")
+    _log_arg(p)
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("events", help="print the raw event log as JSON lines")

@@ -45,6 +45,7 @@ class UnitReport:
     result: Any = None
     error: str | None = None
     cpu_seconds: float = 0.0
+    wall_seconds: float = 0.0
 
 
 def submit_job(
@@ -202,19 +203,110 @@ def lease_units(
     *,
     now: float,
     lease_seconds: float,
+    max_seconds: float | None = None,
 ) -> list[Event]:
     """The request and the grants that answer it, all as events (replay re-runs it)."""
     require_worker(state, worker_id)
-    grants = grant(state, WorkRequest(worker_id=worker_id, max_units=max_units, at=now))
+    request = WorkRequest(worker_id, max_units, now, max_seconds)
+    grants = grant(state, request)
     if not grants:
         return []
-    events: list[Event] = [WorkRequested(at=now, worker_id=worker_id, max_units=max_units)]
+    events: list[Event] = [
+        WorkRequested(at=now, worker_id=worker_id, max_units=max_units, max_seconds=max_seconds)
+    ]
     events.extend(grant_events(state, worker_id, grants, now=now, lease_seconds=lease_seconds))
     return events
 
 
+def ask_for_work(
+    state: ParkState,
+    worker_id: str,
+    max_units: int,
+    *,
+    request_id: str,
+    wait: float,
+    now: float,
+    max_seconds: float | None = None,
+) -> list[Event]:
+    """With a shared log, an API server does not grant: it records the worker's ask, and
+    the scheduler leader answers it (`answer_ask`) when it has work for the worker."""
+    require_worker(state, worker_id)
+    return [
+        WorkRequested(
+            at=now,
+            worker_id=worker_id,
+            max_units=max_units,
+            max_seconds=max_seconds,
+            request_id=request_id,
+            pending=True,
+            wait=wait,
+        )
+    ]
+
+
+def answer_ask(
+    state: ParkState, ask: WorkRequested, *, now: float, lease_seconds: float, even_empty: bool
+) -> list[Event]:
+    """The scheduler leader's decision on an open ask, made now: the request as decided
+    (same `request_id`, `granted` = how many grants follow) and its grants. Nothing when
+    there is no work, unless `even_empty` (an ask that cannot wait is told so)."""
+    worker = state.workers.get(ask.worker_id)
+    if worker is None or not worker.active:
+        return []
+    grants = grant(state, WorkRequest(ask.worker_id, ask.max_units, now, ask.max_seconds))
+    if not grants and not even_empty:
+        return []
+    events: list[Event] = [
+        WorkRequested(
+            at=now,
+            worker_id=ask.worker_id,
+            max_units=ask.max_units,
+            max_seconds=ask.max_seconds,
+            request_id=ask.request_id,
+            granted=len(grants),
+            basis=state.offset,
+        )
+    ]
+    events.extend(
+        grant_events(
+            state,
+            ask.worker_id,
+            grants,
+            now=now,
+            lease_seconds=lease_seconds,
+            request_id=ask.request_id,
+        )
+    )
+    return events
+
+
+def give_back(state: ParkState, grants: Iterable[UnitGranted], now: float) -> list[Event]:
+    """Leases granted to an ask whose worker stopped waiting before the answer came: the
+    worker never learns of them, so they are given back at once rather than left to run
+    out. Only leases that are still exactly those grants."""
+    events: list[Event] = []
+    for g in grants:
+        unit = state.units.get(g.unit_id)
+        if (
+            unit is not None
+            and unit.status is UnitStatus.LEASED
+            and unit.worker_id == g.worker_id
+            and unit.holders[-1:] == [g.worker_id]
+        ):
+            events.append(
+                UnitLeaseExpired(at=now, unit_id=g.unit_id, job_id=g.job_id, worker_id=g.worker_id)
+            )
+    return events
+
+
 def grant_events(
-    state: ParkState, worker_id: str, grants: Sequence[Grant], *, now: float, lease_seconds: float
+    state: ParkState,
+    worker_id: str,
+    grants: Sequence[Grant],
+    *,
+    now: float,
+    lease_seconds: float,
+    request_id: str | None = None,
 ) -> list[UnitGranted]:
     policy = state.policy
     return [
@@ -229,6 +321,7 @@ def grant_events(
             reserved=policy.price(g.priority) * policy.reserve_seconds,
             vstart=g.vstart,
             vpass=g.vpass,
+            request_id=request_id,
         )
         for g in grants
     ]
@@ -277,6 +370,7 @@ def report_units(
                     result=r.result,
                     cpu_seconds=cpu,
                     charged=cpu * unit.price,
+                    wall_seconds=max(0.0, r.wall_seconds),
                 )
             )
         elif unit.status is UnitStatus.LEASED and unit.worker_id == worker_id:

@@ -39,3 +39,10 @@ class Forbidden(ParkError):
 class Unauthorized(ParkError):
     status = 401
     code = "unauthorized"
+
+
+class Unavailable(ParkError):
+    """The service cannot answer now (its log is unreachable or its projection lags)."""
+
+    status = 503
+    code = "unavailable"

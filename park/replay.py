@@ -1,8 +1,10 @@
 """Replay: rebuild the projections from the log, and re-run every recorded decision.
 
-`verify` folds the log from the start and, at each `work.requested` event, runs the policy
-on the state as it was and compares its grants with the `unit.granted` events that were
-recorded after it. Any difference is a determinism bug (or a tampered log).
+`verify` folds the log from the start and, at each `work.requested` decision, runs the
+policy on the state as it was and compares its grants with the `unit.granted` events that
+were recorded after it (a `pending` ask, waiting for the scheduler leader, decides
+nothing; a leader's decision is re-run on the state it names as its `basis`, a first pass
+finding those). Any difference is a determinism bug (or a tampered log).
 """
 
 from __future__ import annotations
@@ -36,11 +38,43 @@ class ReplayReport:
     mismatches: list[Mismatch]
 
 
+def _expected(state: ParkState, event: WorkRequested) -> list[tuple[object, ...]]:
+    request = WorkRequest(event.worker_id, event.max_units, event.at, event.max_seconds)
+    grants = grant(state, request)
+    return [
+        _decision(g)
+        for g in grant_events(state, event.worker_id, grants, now=event.at, lease_seconds=0.0)
+    ]
+
+
+async def _late_decisions(
+    log: EventLog, to: int | None
+) -> dict[int, list[tuple[int, WorkRequested]]]:
+    """Decisions recorded after other events landed on top of the state they were made on
+    (a scheduler leader sharing the log with API servers), by the offset of that state."""
+    late: dict[int, list[tuple[int, WorkRequested]]] = {}
+    after = 0
+    while batch := await log.read(after=after, limit=10_000):
+        for rec in batch:
+            if to is not None and rec.offset > to:
+                return late
+            e = rec.event
+            if isinstance(e, WorkRequested) and e.basis is not None and e.basis < rec.offset - 1:
+                late.setdefault(e.basis, []).append((rec.offset, e))
+        after = batch[-1].offset
+    return late
+
+
 async def replay(log: EventLog, *, to: int | None = None, verify: bool = False) -> ReplayReport:
     state = ParkState()
     report = ReplayReport(state, 0, 0, [])
     pending: tuple[int, WorkRequested, list[tuple[object, ...]]] | None = None
     recorded: list[tuple[object, ...]] = []
+    late = await _late_decisions(log, to) if verify else {}
+    # What the policy gives on a late decision's own state, kept until it is reached.
+    computed: dict[int, list[tuple[object, ...]]] = {
+        offset: _expected(state, e) for offset, e in late.pop(0, [])
+    }
 
     def settle_pending() -> None:
         nonlocal pending, recorded
@@ -65,18 +99,16 @@ async def replay(log: EventLog, *, to: int | None = None, verify: bool = False) 
                     report.grants += 1
                 else:
                     settle_pending()
-                if isinstance(event, WorkRequested):
+                if isinstance(event, WorkRequested) and not event.pending:
                     report.requests += 1
-                    request = WorkRequest(event.worker_id, event.max_units, event.at)
-                    grants = grant(state, request)
-                    expected = [
-                        _decision(g)
-                        for g in grant_events(
-                            state, event.worker_id, grants, now=event.at, lease_seconds=0.0
-                        )
-                    ]
+                    expected = computed.pop(rec.offset, None)
+                    if expected is None:
+                        expected = _expected(state, event)
                     pending = (rec.offset, event, expected)
             state.apply(rec.offset, event)
+            if late:
+                for offset, e in late.pop(rec.offset, []):
+                    computed[offset] = _expected(state, e)
         else:
             after = batch[-1].offset
             continue

@@ -1,4 +1,5 @@
-"""`park serve`: the embedded service (SQLite log) with its HTTP API and local workers."""
+"""`park serve`: the service with its HTTP API and local workers, on the embedded SQLite log
+or a Kafka topic shared with other servers; `park scheduler`: a scheduler alone."""
 
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ class ServeOptions:
     tokens: Path | None = None
     insecure: bool = False
     durable: bool = False
+    # The log: None for the embedded SQLite file under `data_dir`, or kafka://HOST:PORT[/topic]
+    # for a topic shared with other servers (then `scheduler`: stand as scheduler leader).
+    log: str | None = None
+    scheduler: bool = True
 
 
 def is_loopback(host: str) -> bool:
@@ -43,7 +48,42 @@ class ConfigError(Exception):
     pass
 
 
+def is_kafka(log: str | None) -> bool:
+    return bool(log) and str(log).startswith("kafka://")
+
+
+def build_following_service(
+    url: str, data_dir: Path, *, config: ServiceConfig, candidate: bool, name: str
+) -> ParkService:
+    """A service on a Kafka topic shared with other servers; snapshots per topic, so a
+    data directory never mixes two logs' states."""
+    from park.events.kafka import KafkaEventLog, KafkaSettings
+    from park.service.election import KafkaElection
+    from park.service.following import FollowingService
+
+    try:
+        settings = KafkaSettings.from_url(url)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    return FollowingService(
+        KafkaEventLog(settings),
+        elector=KafkaElection(settings, name) if candidate else None,
+        snapshots=SnapshotStore(Path(data_dir) / "snapshots" / f"kafka-{settings.topic}"),
+        config=config,
+    )
+
+
 def build_service(options: ServeOptions) -> ParkService:
+    if options.log and options.log != "sqlite":
+        if not is_kafka(options.log):
+            raise ConfigError(f"--log: expected kafka://HOST:PORT[/topic], not {options.log!r}")
+        return build_following_service(
+            options.log,
+            options.data_dir,
+            config=ServiceConfig(lease_seconds=options.lease_seconds),
+            candidate=options.scheduler,
+            name=f"park-serve-{options.host}-{options.port}-{os.getpid()}",
+        )
     return ParkService(
         SqliteEventLog.in_data_dir(options.data_dir, durable=options.durable),
         snapshots=SnapshotStore.in_data_dir(options.data_dir),
@@ -101,3 +141,40 @@ class ParkUvicorn(uvicorn.Server):
     async def shutdown(self, sockets: list[Any] | None = None) -> None:
         self._service.close_polls()
         await super().shutdown(sockets)
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerOptions:
+    log: str
+    data_dir: Path = Path("park-data")
+    lease_seconds: float = 30.0
+
+
+def run_scheduler(options: SchedulerOptions) -> None:
+    """`park scheduler`: a scheduler candidate without an HTTP API. It follows the log like
+    an API server; while it leads, it grants, plans, settles and reaps."""
+    if not is_kafka(options.log):
+        raise ConfigError(f"--log: expected kafka://HOST:PORT[/topic], not {options.log!r}")
+    import asyncio
+    import signal
+
+    service = build_following_service(
+        options.log,
+        options.data_dir,
+        config=ServiceConfig(lease_seconds=options.lease_seconds),
+        candidate=True,
+        name=f"park-scheduler-{os.getpid()}",
+    )
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await service.start()
+        try:
+            await stop.wait()
+        finally:
+            await service.stop()
+
+    asyncio.run(run())

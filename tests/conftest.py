@@ -12,6 +12,8 @@ import pytest
 
 from tests.support import ParkServer, WorkerProcess, free_port
 
+pytest_plugins = ["tests.kafka_fixture"]  # kafka_bootstrap: a real broker (Tansu here)
+
 
 @pytest.fixture
 def park_server(tmp_path: Path) -> Iterator[ParkServer]:

@@ -21,7 +21,7 @@ CORE = [
 IO_LIBRARIES = {
     "sqlite3", "httpx", "fastapi", "starlette", "uvicorn", "aiokafka", "faust", "socket",
     "requests", "aiosmtplib", "smtplib", "asyncio", "subprocess", "park.api", "park.client",
-    "park.service", "park.worker", "park.events.sqlite",
+    "park.service", "park.worker", "park.events.sqlite", "park.events.kafka",
 }  # fmt: skip
 
 

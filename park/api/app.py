@@ -30,6 +30,7 @@ from park.api.schemas import (
     WorkerUnits,
     ledger_json,
 )
+from park.api.streams import stream_router
 from park.commands import UnitReport
 from park.domain import JobStatus
 from park.errors import Conflict, Forbidden, InvalidRequest, NotFound, ParkError
@@ -129,6 +130,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(stream_router(service))
     registry = CollectorRegistry()
     registry.register(ParkCollector(service))
 
@@ -285,7 +287,7 @@ def create_app(
         worker_id: str, body: LeaseRequest, who: Caller = Depends(caller)
     ) -> dict[str, Any]:
         who.require_worker()
-        leased = await service.lease(worker_id, body.max_units, body.wait)
+        leased = await service.lease(worker_id, body.max_units, body.wait, body.max_seconds)
         return {
             "units": [
                 {
@@ -305,7 +307,8 @@ def create_app(
     ) -> dict[str, Any]:
         who.require_worker()
         reports = [
-            UnitReport(r.unit_id, r.ok, r.result, r.error, r.cpu_seconds) for r in body.reports
+            UnitReport(r.unit_id, r.ok, r.result, r.error, r.cpu_seconds, r.wall_seconds)
+            for r in body.reports
         ]
         ignored = await service.report(worker_id, reports)
         return {"accepted": len(reports) - len(ignored), "ignored": ignored}

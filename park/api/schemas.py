@@ -37,6 +37,7 @@ class RegisterWorker(Body):
 
 class LeaseRequest(Body):
     max_units: int = Field(default=1, ge=1, le=10_000)
+    max_seconds: float | None = Field(default=None, gt=0.0, le=3600.0)
     wait: float = Field(default=0.0, ge=0.0, le=60.0)
 
 
@@ -46,6 +47,7 @@ class Report(Body):
     result: Any = None
     error: str | None = Field(default=None, max_length=100_000)
     cpu_seconds: float = Field(default=0.0, ge=0.0)
+    wall_seconds: float = Field(default=0.0, ge=0.0)
 
 
 class Reports(Body):

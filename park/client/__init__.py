@@ -6,6 +6,7 @@ from park.client.http import DEFAULT_SERVER, ParkHttp
 from park.client.job import Job
 from park.client.local import LocalService
 from park.client.service import RemoteService
+from park.client.table import JobTable, TableChange
 
 __all__ = [
     "DEFAULT_SERVER",
@@ -13,10 +14,12 @@ __all__ = [
     "Job",
     "JobCancelled",
     "JobFailed",
+    "JobTable",
     "LocalService",
     "ParkHttp",
     "RemoteService",
     "ServiceUnavailable",
+    "TableChange",
     "default_service",
     "fit",
     "job",

@@ -91,17 +91,32 @@ class WorkerLeft(EventBase):
 
 class WorkRequested(EventBase):
     """A worker asked for work; the grants that answer it follow it on the log, so replay
-    can re-run the policy on exactly this request."""
+    can re-run the policy on exactly this request.
+
+    With several API servers (Kafka), only the scheduler leader grants: an API server
+    records the worker's ask (`pending`, with a `request_id` and how long the worker
+    `wait`s), and the leader, when it has work for it, records the decision as a second
+    `work.requested` with the same `request_id`, `granted` (the number of grants that
+    follow it) and `basis`: the offset of the state it decided on, since other servers'
+    events may land between the decision and its record. Replay re-runs the policy on
+    decisions only, each on the state it was made on."""
 
     type: Literal["work.requested"] = "work.requested"
     worker_id: str
     max_units: int
+    max_seconds: float | None = None
+    request_id: str | None = None
+    pending: bool = False
+    wait: float = 0.0
+    granted: int | None = None
+    basis: int | None = None
 
 
 class UnitGranted(EventBase):
     """A lease. `priority` is the one charged (a spent budget demotes paid work to free);
     `price` per core-second is fixed here and `reserved` is held until the unit settles;
-    `vstart`/`vpass` are the job's virtual time before and after this grant."""
+    `vstart`/`vpass` are the job's virtual time before and after this grant; `request_id`
+    names the worker's ask it answers (Kafka mode)."""
 
     type: Literal["unit.granted"] = "unit.granted"
     unit_id: str
@@ -113,6 +128,7 @@ class UnitGranted(EventBase):
     reserved: float
     vstart: float = 0.0
     vpass: float = 0.0
+    request_id: str | None = None
 
 
 class LeaseExtended(EventBase):
@@ -130,6 +146,7 @@ class UnitCompleted(EventBase):
     result: JsonValue
     cpu_seconds: float
     charged: float
+    wall_seconds: float = 0.0
 
 
 class UnitFailed(EventBase):

@@ -65,6 +65,13 @@ class JobView:
     # Virtual time: the job's pass in the fair-share order, and since when it has waited.
     vpass: float = 0.0
     waiting_since: float = 0.0
+    # How long its units take (wall time, from completions that said): sizes leases.
+    timed_units: int = 0
+    timed_seconds: float = 0.0
+
+    @property
+    def unit_seconds(self) -> float | None:
+        return self.timed_seconds / self.timed_units if self.timed_units else None
 
     @property
     def active(self) -> bool:
@@ -301,11 +308,18 @@ class ParkState:
         if worker is not None:
             worker.last_seen = e.at
 
-    def _unit_granted(self, e: UnitGranted) -> None:
+    def accepts_grant(self, e: UnitGranted) -> bool:
+        """Whether folding this grant would lease the unit: only a queued unit can be
+        granted, so of two grants of one unit (two scheduler leaders racing) the first
+        wins. An API server hands a worker only the grants this accepts."""
         unit = self.units.get(e.unit_id)
-        worker = self.workers.get(e.worker_id)
-        if unit is None or unit.status is not UnitStatus.QUEUED or worker is None:
+        return unit is not None and unit.status is UnitStatus.QUEUED and e.worker_id in self.workers
+
+    def _unit_granted(self, e: UnitGranted) -> None:
+        if not self.accepts_grant(e):
             return
+        unit = self.units[e.unit_id]
+        worker = self.workers[e.worker_id]
         job = self.jobs[unit.job_id]
         unit.status = UnitStatus.LEASED
         unit.attempts += 1
@@ -366,6 +380,9 @@ class ParkState:
             self._set_runnable(job, e.at)
         unit.status = UnitStatus.DONE
         job.units_done += 1
+        if e.wall_seconds > 0:
+            job.timed_units += 1
+            job.timed_seconds += e.wall_seconds
         KINDS[job.kind].absorb(job.kind_state, unit.payload, e.result)
         entry = self.ledger_entry(job.user, unit.priority)
         entry.charged += e.charged

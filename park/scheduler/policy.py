@@ -29,9 +29,14 @@ from park.projections.state import JobView, ParkState, WorkerView
 
 @dataclass(frozen=True, slots=True)
 class WorkRequest:
+    """Up to `max_units` units, and (if given) about `max_seconds` of work by each job's
+    mean unit time so far; a unit whose job has no such time yet is leased alone, so a
+    long unit never holds short ones up in a worker's batch."""
+
     worker_id: str
     max_units: int
     at: float = 0.0
+    max_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +132,8 @@ def grant(state: ParkState, request: WorkRequest) -> list[Grant]:
     advanced: list[tuple[int, float, float, str]] = []
     taken: dict[str, int] = {}
     grants: list[Grant] = []
-    while len(grants) < request.max_units:
+    budget = request.max_seconds
+    while len(grants) < request.max_units and (budget is None or budget > 0):
         if upcoming is not None:
             tier, job = upcoming
             key = (tier, job.vpass, job.submitted_at, job.id)
@@ -137,8 +143,19 @@ def grant(state: ParkState, request: WorkRequest) -> list[Grant]:
                 continue
         if not advanced:
             break
-        tier, vstart, _, job_id = heapq.heappop(advanced)
+        tier, vstart, _, job_id = advanced[0]
         job = state.jobs[job_id]
+        if budget is not None:
+            estimate = job.unit_seconds
+            if estimate is None:  # unknown: alone, or not in this lease
+                if grants:
+                    break
+                budget = 0.0
+            elif grants and estimate > budget + 1e-9:  # (rounding of the sums)
+                break
+            else:
+                budget -= estimate
+        heapq.heappop(advanced)
         n = taken.get(job_id, 0)
         vpass = vstart + 1.0 / job_weight(state, job, now)
         grants.append(Grant(job.queue[n], job_id, effective_priority(state, job), vstart, vpass))

@@ -125,6 +125,11 @@ class ParkService:
         self.snapshot()
         await self.log.close()
 
+    @property
+    def closing(self) -> bool:
+        """The server is shutting down: long polls and streams should end."""
+        return self._closing
+
     def close_polls(self) -> None:
         """The server is shutting down: answer every waiting lease long-poll now and wait
         in no new one, so the server does not hang on polls (some from workers already
@@ -142,7 +147,7 @@ class ParkService:
                     break
                 for rec in batch:
                     self.state.apply(rec.offset, rec.event)
-        self.feed.start_at(self.state.offset)
+        self.feed.start_at(self.state.offset, self.state)
 
     def snapshot(self) -> None:
         if self.snapshots is not None and self.state.offset > self._snapshot_offset:
@@ -252,7 +257,13 @@ class ParkService:
         async with self._lock:
             await self._run(commands.remove_worker(self.state, worker_id, self.clock()))
 
-    async def lease(self, worker_id: str, max_units: int, wait: float = 0.0) -> list[LeasedUnit]:
+    async def lease(
+        self,
+        worker_id: str,
+        max_units: int,
+        wait: float = 0.0,
+        max_seconds: float | None = None,
+    ) -> list[LeasedUnit]:
         """Grant up to `max_units` units, waiting up to `wait` seconds for work to appear."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
@@ -265,6 +276,7 @@ class ParkService:
                     max_units,
                     now=self.clock(),
                     lease_seconds=self.config.lease_seconds,
+                    max_seconds=max_seconds,
                 )
                 if events:
                     await self._run(events)

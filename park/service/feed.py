@@ -38,10 +38,14 @@ class JobFeed:
         # Changes after this offset are all in memory (nothing before the feed began).
         self.resumable_after = 0
         self._appended = asyncio.Event()
+        # What clients last saw of each active job: a grant that changes nothing visible
+        # (the job already running) makes no change message.
+        self._shown: dict[str, dict[str, Any]] = {}
 
-    def start_at(self, offset: int) -> None:
+    def start_at(self, offset: int, state: ParkState) -> None:
         """The projections were loaded up to `offset` without the feed watching."""
         self.resumable_after = offset
+        self._shown = {j.id: job_json(j, private=False) for j in state.jobs.values() if j.active}
 
     def record(self, folded: Iterable[tuple[int, Event]], state: ParkState) -> None:
         last: dict[str, int] = {}
@@ -51,14 +55,23 @@ class JobFeed:
                 last[job_id] = offset
         if not last:
             return
+        recorded = False
         for job_id, offset in sorted(last.items(), key=lambda item: item[1]):
             job = state.jobs[job_id]
-            change = JobChange(
-                offset, "upsert" if job.active else "remove", job_json(job, private=False)
-            )
+            view = job_json(job, private=False)
+            if job.active:
+                if self._shown.get(job_id) == view:
+                    continue
+                self._shown[job_id] = view
+            elif self._shown.pop(job_id, None) is None:
+                continue  # removed already
+            change = JobChange(offset, "upsert" if job.active else "remove", view)
             if len(self.changes) == self.changes.maxlen:
                 self.resumable_after = self.changes[0].offset
             self.changes.append(change)
+            recorded = True
+        if not recorded:
+            return
         self._appended.set()
         self._appended = asyncio.Event()
 

@@ -1,8 +1,9 @@
 """The worker agent: registers, leases units, runs them in child processes, reports.
 
-It keeps a few lease loops ("slots") going so that the next batch is on its way while the
-children run the current one, sizes each batch to about `target_batch_seconds` of work, and
-heartbeats the leases of units still running. A server that goes away (restart, crash) is
+It keeps two lease loops ("slots") per child; a slot leases only while it holds a free
+child, so one slot's lease overlaps the other's report but no unit waits behind another.
+It asks for about `target_batch_seconds` of work per lease (the server sizes the batch by
+each job's unit times), and heartbeats the leases of units still running. A server that goes away (restart, crash) is
 retried with back-off; results finished meanwhile are reported when it is back.
 """
 
@@ -58,6 +59,7 @@ class WorkerAgent:
             headers=headers,
             timeout=httpx.Timeout(options.poll_seconds + 30.0, connect=5.0),
         )
+        self._children = asyncio.Semaphore(options.cpus)
         self._pool = ProcessPoolExecutor(
             max_workers=options.cpus, mp_context=multiprocessing.get_context("forkserver")
         )
@@ -133,40 +135,35 @@ class WorkerAgent:
 
     async def _slot(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
-        batch = 1
+        lease = {
+            "max_units": self.options.max_batch,
+            "max_seconds": self.options.target_batch_seconds,
+            "wait": self.options.poll_seconds,
+        }
         while not stop.is_set():
-            try:
-                answer = await self._call(
-                    "POST",
-                    f"/v1/workers/{self.worker_id}/lease",
-                    {"max_units": batch, "wait": self.options.poll_seconds},
-                )
-            except httpx.HTTPStatusError as err:
-                if err.response.status_code in (404, 409):  # forgotten or marked gone
-                    await self.register()
+            # Lease only while holding a free child: units never wait behind a long one
+            # (where another worker could have run them), yet this slot's lease overlaps
+            # the other slot's report.
+            async with self._children:
+                try:
+                    answer = await self._call("POST", f"/v1/workers/{self.worker_id}/lease", lease)
+                except httpx.HTTPStatusError as err:
+                    if err.response.status_code in (404, 409):  # forgotten or marked gone
+                        await self.register()
+                        continue
+                    raise
+                units = answer["units"]
+                if not units:
                     continue
-                raise
-            units = answer["units"]
-            if not units:
-                continue
-            ids = [u["id"] for u in units]
-            self.in_flight.update(ids)
-            started = time.monotonic()
-            try:
-                reports = await loop.run_in_executor(
-                    self._pool, run_batch, units, self.allow.patterns
-                )
-            finally:
-                self.in_flight.difference_update(ids)
-            per_unit = (time.monotonic() - started) / len(units)
-            batch = self._next_batch(per_unit)
+                ids = [u["id"] for u in units]
+                self.in_flight.update(ids)
+                try:
+                    reports = await loop.run_in_executor(
+                        self._pool, run_batch, units, self.allow.patterns
+                    )
+                finally:
+                    self.in_flight.difference_update(ids)
             await self._call("POST", f"/v1/workers/{self.worker_id}/reports", {"reports": reports})
-
-    def _next_batch(self, seconds_per_unit: float) -> int:
-        if seconds_per_unit <= 0:
-            return self.options.max_batch
-        wanted = int(self.options.target_batch_seconds / seconds_per_unit)
-        return max(1, min(self.options.max_batch, wanted))
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -85,8 +85,10 @@ def test_patterns_allow_with_wildcards() -> None:
         "unit_id": "j/0",
         "ok": True,
         "cpu_seconds": report["cpu_seconds"],
+        "wall_seconds": report["wall_seconds"],
         "result": [2.0],
     }
+    assert report["wall_seconds"] >= 0.0
 
 
 def test_an_exception_in_the_function_fails_the_unit_with_its_message() -> None:

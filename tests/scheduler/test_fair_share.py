@@ -190,3 +190,24 @@ def test_small_usage_does_not_outweigh_priorities() -> None:
     # 40 credits against the default scale of 3,600: ann keeps 2^(-40/3600) of her weight
     assert fairshare_factor(state, "ann", now=3.0) == pytest.approx(2 ** (-40 / 3600))
     assert fairshare_factor(state, "ann", now=3.0) > 0.99
+
+
+def timed(job_id: str, unit: str, seconds: float) -> UnitCompleted:
+    return UnitCompleted(
+        at=5.0, unit_id=unit, job_id=job_id, worker_id="any", result=[0], cpu_seconds=0.0,
+        charged=0.0, wall_seconds=seconds,
+    )  # fmt: skip
+
+
+def test_leases_hold_about_max_seconds_of_work_by_each_jobs_unit_time() -> None:
+    state = fold(ANY, *job("fast", "ann", Priority.FREE, 1.0, 500))
+    # A job with no unit time yet: one unit per lease, alone.
+    assert units(state, "any", 50) != [] and len(grant(state, WorkRequest("any", 50, 2.0, 0.5))) == 1
+    lease(state, "any", 1, at=2.0)
+    fold(timed("fast", "fast/0", 0.01), state=state)
+    assert len(grant(state, WorkRequest("any", 500, 3.0, 0.5))) == 50  # 0.5 s / 0.01 s
+    assert len(grant(state, WorkRequest("any", 20, 3.0, 0.5))) == 20  # max_units still caps
+    # A new job with unknown unit time ends a lease instead of joining it.
+    fold(*job("slow", "bob", Priority.URGENT, 4.0, 5), state=state)
+    leased = [g.job_id for g in grant(state, WorkRequest("any", 500, 4.0, 0.5))]
+    assert leased == ["slow"]

@@ -1,0 +1,109 @@
+"""Server-sent event streams: the live job table and the raw log.
+
+Both follow one resume rule: each message's `id:` is a log offset; a client reconnecting
+with `Last-Event-ID: N` (or `?after=N`) gets exactly what came after N. When N is too old
+for the job feed to resume, the client gets a fresh `snapshot` instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from park.errors import InvalidRequest
+from park.service.engine import ParkService
+from park.service.feed import snapshot
+
+HEARTBEAT_SECONDS = 10.0
+_WAKE_SECONDS = 1.0  # how often an idle stream looks for a server shutdown
+
+
+def _resume_offset(request: Request, after: int | None) -> int | None:
+    header = request.headers.get("last-event-id")
+    if header is None or header == "":
+        return after
+    try:
+        value = int(header)
+    except ValueError:
+        raise InvalidRequest(
+            "Last-Event-ID: must be a log offset (an integer)", field="Last-Event-ID"
+        ) from None
+    if value < 0:
+        raise InvalidRequest("Last-Event-ID: must not be negative", field="Last-Event-ID")
+    return value
+
+
+def job_filter(user: str | None, tags: list[str]) -> Callable[[dict[str, Any]], bool]:
+    wanted = [t.split("=", 1) for t in tags]
+
+    def visible(job: dict[str, Any]) -> bool:
+        if user is not None and job["user"] != user:
+            return False
+        job_tags = job["tags"]
+        return all(w[0] in job_tags and (len(w) == 1 or job_tags[w[0]] == w[1]) for w in wanted)
+
+    return visible
+
+
+def stream_router(service: ParkService) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/v1/jobs/stream")
+    async def job_stream(
+        request: Request,
+        user: str | None = None,
+        tag: list[str] = Query(default=[], description="key or key=value"),
+        after: int | None = Query(default=None, ge=0),
+    ) -> EventSourceResponse:
+        """`snapshot` (every active job), then a `change` per job change; `id:` = offset."""
+        resume = _resume_offset(request, after)
+        visible = job_filter(user, tag)
+        return EventSourceResponse(_job_events(service, resume, visible), ping=HEARTBEAT_SECONDS)
+
+    @router.get("/v1/events/stream")
+    async def event_stream(
+        request: Request, after: int | None = Query(default=None, ge=0)
+    ) -> EventSourceResponse:
+        """The raw log from `after` (or `Last-Event-ID`), then live; `id:` = offset."""
+        resume = _resume_offset(request, after) or 0
+        return EventSourceResponse(_log_events(service, resume), ping=HEARTBEAT_SECONDS)
+
+    return router
+
+
+async def _job_events(
+    service: ParkService, resume: int | None, visible: Callable[[dict[str, Any]], bool]
+) -> AsyncIterator[ServerSentEvent]:
+    feed = service.feed
+    pending = feed.since(resume) if resume is not None else None
+    after = resume or 0
+    while not service.closing:
+        if pending is None:  # new client, or one too far behind to resume: start afresh
+            snap = snapshot(service.state)
+            snap["jobs"] = [job for job in snap["jobs"] if visible(job)]
+            after = snap["offset"]
+            yield ServerSentEvent(json.dumps(snap), event="snapshot", id=str(after))
+            pending = []
+        for change in pending:
+            after = change.offset
+            if visible(change.job):
+                yield ServerSentEvent(json.dumps(change.data()), event="change", id=str(after))
+        await feed.wait(_WAKE_SECONDS)
+        pending = feed.since(after)
+
+
+async def _log_events(service: ParkService, after: int) -> AsyncIterator[ServerSentEvent]:
+    while not service.closing:
+        records = await service.log.read(after=after, limit=1000)
+        for rec in records:
+            after = rec.offset
+            body = rec.event.model_dump_json()
+            yield ServerSentEvent(
+                f'{{"offset": {rec.offset}, "event": {body}}}', event="event", id=str(after)
+            )
+        if not records:
+            await service.log.wait(after, _WAKE_SECONDS)

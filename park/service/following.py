@@ -1,0 +1,440 @@
+"""The service on a log shared by several servers (Kafka): fold from the log, not directly.
+
+With one writer (the SQLite log) the service folds its own events as it appends them.
+With several API servers and schedulers writing one topic, each one's projections must
+follow the log in its order, so here:
+
+- a tail task folds every event of the log, in order, whoever wrote it;
+- a command appends its events and answers once the projections have folded up to the
+  offset it produced (read-your-writes); when nothing else was appended in between, its
+  own events are folded at once, as in the single-writer service;
+- a domain "not found" is retried once after catching up with the log's head, so a job
+  submitted through one server can be cancelled through another at once;
+- only the scheduler leader (chosen by an `Elector`) decides what the system decides by
+  itself: it grants, plans units and records job outcomes (settle), reaps expired leases
+  and records the policy. API servers record a worker's ask for work (a pending
+  `work.requested`); the leader answers it with a decision and its grants when it has work
+  for that worker; the API server hands the worker only the grants the fold accepted, so a
+  deposed leader racing a new one can neither double-run nor double-charge a unit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from park import commands
+from park.commands import UnitReport
+from park.domain import Priority, WorkerPolicy
+from park.errors import NotFound, Unavailable
+from park.events.log import EventLog
+from park.events.schema import (
+    Event,
+    UnitGranted,
+    UnitLeaseExpired,
+    UnitsPlanned,
+    WorkRequested,
+)
+from park.projections.state import JobView
+from park.service.engine import LeasedUnit, ParkService, ServiceConfig, gc_paused, new_id
+from park.service.snapshots import SnapshotStore
+
+log = logging.getLogger("park.service")
+
+# An ask that waits less than this is answered at once, even with nothing; the asker
+# waits this long for that answer.
+SHORT_ASK = 3.0
+# The leader answers an ask only until this long before the asker stops waiting, so the
+# answer reaches it in time; later grants would be leased to a worker that never hears.
+ANSWER_MARGIN = 1.0
+# How long a command waits for the projections to reach its offset.
+CATCH_UP_TIMEOUT = 30.0
+
+Callback = Callable[[], Awaitable[None]]
+T = TypeVar("T")
+
+
+class Elector(Protocol):
+    async def run(self, elected: Callback, deposed: Callback) -> None: ...
+
+
+@dataclass
+class _Ask:
+    """An ask of one of this server's workers, waiting for the leader's answer."""
+
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    expected: int | None = None
+    seen: int = 0
+    accepted: list[UnitGranted] = field(default_factory=list)
+    # When the worker was answered or stopped waiting: grants for the ask that come
+    # after that (late, or from a second leader) are given back.
+    closed_at: float | None = None
+
+
+class FollowingService(ParkService):
+    def __init__(
+        self,
+        log: EventLog,
+        *,
+        elector: Elector | None = None,
+        snapshots: SnapshotStore | None = None,
+        config: ServiceConfig | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(log, snapshots=snapshots, config=config, clock=clock)
+        self.elector = elector
+        self.leading = False
+        self._taking_office = False
+        self._folded = asyncio.Event()
+        self._leader_wake = asyncio.Event()
+        self._open_asks: dict[str, WorkRequested] = {}  # unanswered asks, in log order
+        self._asks: dict[str, _Ask] = {}  # this server's asks (and recently abandoned ones)
+        self._touched: set[str] = set()  # jobs the leader should settle
+        self._late: list[UnitGranted] = []  # grants that came after their asker gave up
+        self._prune_at = 64
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the newest snapshot the log can back, fold the tail, then follow the log;
+        stand for scheduler leader if an elector is given."""
+        last = await self.log.last_offset()
+        if self.snapshots is not None:
+            with gc_paused():
+                loaded = self.snapshots.load_latest(max_offset=last)
+            if loaded is not None:
+                self.state = loaded
+                self._snapshot_offset = loaded.offset
+        await self.catch_up()
+        self._tasks = [
+            asyncio.create_task(self._follow(), name="park-follow-log"),
+            asyncio.create_task(self._lead(), name="park-scheduler"),
+            asyncio.create_task(self._reap_leases(), name="park-lease-reaper"),
+            asyncio.create_task(self._snapshot_periodically(), name="park-snapshots"),
+        ]
+        if self.elector is not None:
+            elector = self.elector.run(self._elected, self._deposed)
+            self._tasks.append(asyncio.create_task(elector, name="park-election"))
+
+    async def stop(self) -> None:
+        # Leave the election first (a standby takes over at once), then the rest.
+        for task in reversed(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await super().stop()
+
+    def close_polls(self) -> None:
+        super().close_polls()
+        for ask in self._asks.values():
+            ask.done.set()
+
+    async def catch_up(self) -> None:
+        with gc_paused():
+            while True:
+                batch = await self.log.read(after=self.state.offset, limit=10_000)
+                if not batch:
+                    break
+                for rec in batch:
+                    self._observe(rec.event)
+                    self.state.apply(rec.offset, rec.event)
+        self._touched.clear()  # the leader settles every active job when it takes office
+        self.feed.start_at(self.state.offset, self.state)
+
+    # -- following the log ----------------------------------------------------------------
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                batch = await self.log.read(after=self.state.offset, limit=10_000)
+                if batch:
+                    self._fold([(r.offset, r.event) for r in batch])
+                else:
+                    await self.log.wait(self.state.offset, timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("following the log failed; retrying")
+                await asyncio.sleep(0.5)
+
+    def _fold(self, records: Sequence[tuple[int, Event]]) -> None:
+        fresh = [(offset, event) for offset, event in records if offset > self.state.offset]
+        if not fresh:
+            return
+        for offset, event in fresh:
+            self._observe(event)
+            self.state.apply(offset, event)
+        self.feed.record(fresh, self.state)
+        self._answered()
+        if any(isinstance(e, UnitsPlanned | UnitLeaseExpired) for _, e in fresh):
+            self._work_available.set()
+            self._work_available = asyncio.Event()
+        for signal in (self._changed, self._folded):
+            signal.set()
+        self._changed, self._folded = asyncio.Event(), asyncio.Event()
+        self._leader_wake.set()
+
+    def _observe(self, event: Event) -> None:
+        """Note what an event means for asks and the leader, before it is folded (whether
+        the fold accepts a grant depends on the state before it)."""
+        job_id = getattr(event, "job_id", None)
+        if job_id is not None:
+            self._touched.add(job_id)
+        if isinstance(event, WorkRequested) and event.request_id is not None:
+            if event.pending:
+                self._open_asks[event.request_id] = event
+                self._forget_stale_asks(event.at)
+            else:
+                self._open_asks.pop(event.request_id, None)
+                ask = self._asks.get(event.request_id)
+                if ask is not None:
+                    ask.expected = event.granted or 0
+        elif isinstance(event, UnitGranted) and event.request_id is not None:
+            ask = self._asks.get(event.request_id)
+            if ask is not None:
+                ask.seen += 1
+                if self.state.accepts_grant(event):
+                    (ask.accepted if ask.closed_at is None else self._late).append(event)
+
+    def _forget_stale_asks(self, now: float) -> None:
+        """Asks nobody answered (no leader, or no work) and nobody waits for any more."""
+        if len(self._open_asks) >= self._prune_at:
+            stale = [r for r, a in self._open_asks.items() if a.at + max(a.wait, SHORT_ASK) < now]
+            for request_id in stale:
+                del self._open_asks[request_id]
+            self._prune_at = max(64, 2 * len(self._open_asks))
+
+    def _answered(self) -> None:
+        forget_before = self.clock() - 60.0
+        for request_id, ask in list(self._asks.items()):
+            if ask.closed_at is not None:
+                if ask.closed_at < forget_before:
+                    del self._asks[request_id]
+            elif ask.expected is not None and ask.seen >= ask.expected:
+                ask.done.set()
+        if self._late:
+            self._leader_wake.set()  # the lead task gives late grants back, on any server
+
+    async def _reach(self, offset: int) -> None:
+        """Until the projections have folded up to `offset`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CATCH_UP_TIMEOUT
+        while self.state.offset < offset:
+            folded = self._folded
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise Unavailable(
+                    f"the projections are at offset {self.state.offset}, "
+                    f"the log at {offset}: is the log reachable?"
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(folded.wait(), remaining)
+
+    async def sync(self) -> None:
+        """Fold everything the log had when called."""
+        await self._reach(await self.log.last_offset())
+
+    # -- the write path -------------------------------------------------------------------
+
+    async def _commit(self, events: Sequence[Event]) -> int:
+        if not events:
+            return self.state.offset
+        offsets = await self.log.append(events)
+        if offsets[0] == self.state.offset + 1:
+            self._fold(list(zip(offsets, events, strict=True)))  # ours are next: fold now
+        else:
+            await self._reach(offsets[-1])
+        return offsets[-1]
+
+    async def _run(self, events: Sequence[Event]) -> int:
+        """Append and fold; the leader settles the jobs touched when it folds them."""
+        offset = await self._commit(events)
+        return max(offset, self.state.offset)
+
+    async def _settle(self, job_ids: Sequence[str] | set[str]) -> None:
+        if self.leading:
+            await super()._settle(job_ids)
+
+    # -- commands that differ -------------------------------------------------------------
+
+    async def _retry_unknown(self, command: Callable[[], Awaitable[T]]) -> T:
+        """Another server may have recorded what this one has not folded yet."""
+        try:
+            return await command()
+        except NotFound:
+            await self.sync()
+            return await command()
+
+    async def cancel(self, job_id: str, *, by: str | None) -> JobView:
+        return await self._retry_unknown(lambda: ParkService.cancel(self, job_id, by=by))
+
+    async def change_priority(self, job_id: str, priority: Priority, *, by: str | None) -> JobView:
+        return await self._retry_unknown(
+            lambda: ParkService.change_priority(self, job_id, priority, by=by)
+        )
+
+    async def register_worker(
+        self,
+        *,
+        name: str,
+        cpus: int,
+        owner: str | None = None,
+        policy: WorkerPolicy = WorkerPolicy.ANY,
+        job_id: str | None = None,
+    ) -> str:
+        return await self._retry_unknown(
+            lambda: ParkService.register_worker(
+                self, name=name, cpus=cpus, owner=owner, policy=policy, job_id=job_id
+            )
+        )
+
+    async def report(self, worker_id: str, reports: Sequence[UnitReport]) -> list[str]:
+        return await self._retry_unknown(lambda: ParkService.report(self, worker_id, reports))
+
+    async def heartbeat(self, worker_id: str, unit_ids: Sequence[str]) -> float:
+        return await self._retry_unknown(lambda: ParkService.heartbeat(self, worker_id, unit_ids))
+
+    async def remove_worker(self, worker_id: str) -> None:
+        await self._retry_unknown(lambda: ParkService.remove_worker(self, worker_id))
+
+    async def lease(
+        self,
+        worker_id: str,
+        max_units: int,
+        wait: float = 0.0,
+        max_seconds: float | None = None,
+    ) -> list[LeasedUnit]:
+        """Record the ask, then wait for the leader's answer for up to `wait` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(wait, SHORT_ASK)
+        request_id = new_id()
+        ask = self._asks[request_id] = _Ask()
+        try:
+            await self._retry_unknown(
+                lambda: self._ask(worker_id, max_units, max_seconds, request_id, wait)
+            )
+            if not self._closing:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ask.done.wait(), max(0.0, deadline - loop.time()))
+        finally:
+            ask.closed_at = self.clock()  # from now on, grants for it are given back
+        return [
+            LeasedUnit(
+                unit=self.state.units[g.unit_id],
+                job=self.state.jobs[g.job_id],
+                lease_deadline=g.lease_deadline,
+            )
+            for g in ask.accepted
+            if g.unit_id in self.state.units
+        ]
+
+    async def _ask(
+        self,
+        worker_id: str,
+        max_units: int,
+        max_seconds: float | None,
+        request_id: str,
+        wait: float,
+    ) -> None:
+        async with self._lock:
+            events = commands.ask_for_work(
+                self.state,
+                worker_id,
+                max_units,
+                request_id=request_id,
+                wait=wait,
+                now=self.clock(),
+                max_seconds=max_seconds,
+            )
+            await self._commit(events)
+
+    async def expire_leases(self) -> int:
+        if not self.leading:
+            return 0
+        return await super().expire_leases()
+
+    # -- the scheduler leader -------------------------------------------------------------
+
+    async def _elected(self) -> None:
+        log.warning("scheduler: leading (log offset %d)", self.state.offset)
+        self.leading = True
+        self._taking_office = True
+        self._leader_wake.set()
+
+    async def _deposed(self) -> None:
+        log.warning("scheduler: no longer leading (log offset %d)", self.state.offset)
+        self.leading = False
+        # Let a decision under way finish before the next leader starts deciding.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0), self._lock:
+                pass
+
+    async def _lead(self) -> None:
+        while True:
+            await self._leader_wake.wait()
+            self._leader_wake.clear()
+            try:
+                await self._give_back_late()
+                if not self.leading or self._closing:
+                    continue
+                if self._taking_office:
+                    await self._take_office()
+                async with self._lock:
+                    touched, self._touched = self._touched, set()
+                    await self._settle(touched)
+                    await self._answer_asks()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scheduling failed; retrying")
+                await asyncio.sleep(0.5)
+                self._leader_wake.set()
+
+    async def _take_office(self) -> None:
+        """Catch up with the log's head, then do what a restarted single server does:
+        record the policy, move every active job on."""
+        await self.sync()
+        async with self._lock:
+            self._taking_office = False
+            self._touched.clear()
+            await self._commit(
+                commands.configure_policy(self.state, self.config.policy, self.clock())
+            )
+            await super()._settle([j.id for j in self.state.active_jobs()])
+
+    async def _answer_asks(self) -> None:
+        now = self.clock()
+        for request_id, ask in list(self._open_asks.items()):
+            if not self.leading:
+                return
+            short = ask.wait < SHORT_ASK
+            last_call = ask.at + (SHORT_ASK if short else ask.wait) - ANSWER_MARGIN
+            if now > last_call:
+                self._open_asks.pop(request_id, None)
+                continue
+            if not short and not self.state.runnable:
+                continue
+            events = commands.answer_ask(
+                self.state,
+                ask,
+                now=now,
+                lease_seconds=self.config.lease_seconds,
+                even_empty=short,
+            )
+            if events:
+                await self._commit(events)
+            elif ask.worker_id not in self.state.workers:
+                self._open_asks.pop(request_id, None)
+
+    async def _give_back_late(self) -> None:
+        if not self._late:
+            return
+        late, self._late = self._late, []
+        async with self._lock:
+            await self._commit(commands.give_back(self.state, late, self.clock()))

@@ -1,0 +1,74 @@
+"""The Kafka adapter passes the same contract as the SQLite log, on a real broker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from park.events.kafka import KafkaEventLog, KafkaSettings
+from park.events.log import EventLog
+from tests.events.log_contract import EventLogContract, submitted
+from tests.kafka_fixture import unique_topic
+
+pytestmark = pytest.mark.anyio
+
+
+class TestKafkaEventLog(EventLogContract):
+    @pytest.fixture
+    def make_log(self, kafka_bootstrap: str) -> Callable[[], EventLog]:
+        topic = unique_topic()
+        return lambda: KafkaEventLog(f"kafka://{kafka_bootstrap}/{topic}")
+
+
+async def test_a_second_client_reads_what_the_first_appended(kafka_bootstrap: str) -> None:
+    url = f"kafka://{kafka_bootstrap}/{unique_topic()}"
+    writer, reader = KafkaEventLog(url), KafkaEventLog(url)
+    try:
+        assert await writer.append([submitted("a"), submitted("b")]) == [1, 2]
+        assert await reader.last_offset() == 2
+        assert [r.offset for r in await reader.read(after=0)] == [1, 2]
+        assert await reader.wait(after=2, timeout=0.1) is False
+        assert await writer.append([submitted("c")]) == [3]
+        assert await reader.wait(after=2, timeout=5) is True
+        assert [r.event.job_id for r in await reader.read(after=2)] == ["c"]  # type: ignore[union-attr]
+    finally:
+        await writer.close()
+        await reader.close()
+
+
+async def test_batches_from_two_clients_stay_contiguous(kafka_bootstrap: str) -> None:
+    import asyncio
+
+    url = f"kafka://{kafka_bootstrap}/{unique_topic()}"
+    a, b = KafkaEventLog(url), KafkaEventLog(url)
+    try:
+        batches = await asyncio.gather(
+            *(
+                log.append([submitted(f"{n}-{i}") for i in range(20)])
+                for n in range(6)
+                for log in (a, b)
+            )
+        )
+        for batch in batches:
+            assert batch == list(range(batch[0], batch[0] + 20))
+        records = await a.read(after=0, limit=1000)
+        assert [r.offset for r in records] == list(range(1, 241))
+    finally:
+        await a.close()
+        await b.close()
+
+
+def test_log_urls() -> None:
+    s = KafkaSettings.from_url(
+        "kafka://h1:9092,h2:9092/jobs?session_timeout_ms=2000&compression=lz4"
+    )
+    assert (s.bootstrap, s.topic, s.session_timeout_ms, s.compression) == (
+        "h1:9092,h2:9092",
+        "jobs",
+        2000,
+        "lz4",
+    )
+    assert KafkaSettings.from_url("kafka://h:1").topic == "park-events"
+    with pytest.raises(ValueError):
+        KafkaSettings.from_url("kafka://h:1/t?nonsense=1")
