@@ -126,8 +126,11 @@ def main() -> None:
     speed = decisions_per_second(args.jobs, args.users, args.seconds, args.seed)
     rows = [
         (f"fairness error, 5 jobs (smallest share {small5:.1%})", f"{error5:.2%}", "<= 5%"),
-        (f"fairness error, 20 jobs (smallest share {small20:.1%})", f"{error20:.2%}",
-         "<= 5% (1 grant = 1/(1000 x share))"),
+        (
+            f"fairness error, 20 jobs (smallest share {small20:.1%})",
+            f"{error20:.2%}",
+            "<= 5% (1 grant = 1/(1000 x share))",
+        ),
         ("worst wait of a free job (grants to others)", f"{worst}", f"<= bound {bound}"),
         (f"  ... in seconds at {rate:,.0f} grants/s", f"{worst / rate:.3f}", f"{bound / rate:.3f}"),
         (f"decisions/s, {args.jobs:,} jobs / {args.users:,} users", f"{speed:,.0f}", ">= 20,000"),

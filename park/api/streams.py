@@ -91,7 +91,7 @@ async def _job_events(
         for change in pending:
             after = change.offset
             if visible(change.job):
-                yield ServerSentEvent(json.dumps(change.data()), event="change", id=str(after))
+                yield ServerSentEvent(change.data, event="change", id=str(after))
         await feed.wait(_WAKE_SECONDS)
         pending = feed.since(after)
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from park.events.schema import Event
@@ -27,9 +28,12 @@ class JobChange:
     offset: int
     op: str  # "upsert" | "remove"
     job: dict[str, Any]
+    # Encoded once, sent to every subscriber.
+    data: str = field(init=False)
 
-    def data(self) -> dict[str, Any]:
-        return {"offset": self.offset, "op": self.op, "job": self.job}
+    def __post_init__(self) -> None:
+        body = {"offset": self.offset, "op": self.op, "job": self.job}
+        object.__setattr__(self, "data", json.dumps(body))
 
 
 class JobFeed:
