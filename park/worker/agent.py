@@ -3,8 +3,9 @@
 It keeps two lease loops ("slots") per child; a slot leases only while it holds a free
 child, so one slot's lease overlaps the other's report but no unit waits behind another.
 It asks for about `target_batch_seconds` of work per lease (the server sizes the batch by
-each job's unit times), and heartbeats the leases of units still running. A server that goes away (restart, crash) is
-retried with back-off; results finished meanwhile are reported when it is back.
+each job's unit times), and heartbeats the leases of units still running. A server that
+goes away (restart, crash) is retried with back-off; results finished meanwhile are
+reported when it is back.
 """
 
 from __future__ import annotations
