@@ -22,6 +22,7 @@ from park.commands import grant_events
 from park.domain import Priority
 from park.events.schema import Event, JobSubmitted, PlannedUnit, UnitsPlanned, WorkerJoined
 from park.projections.state import ParkState
+from park.scheduler.explain import explain
 from park.scheduler.policy import WorkRequest, grant, job_weight, wait_bound
 
 
@@ -110,6 +111,24 @@ def decisions_per_second(jobs: int, users: int, seconds: float, seed: int) -> fl
     return done / (time.perf_counter() - started)
 
 
+def explain_latency(jobs: int, users: int, seed: int, samples: int = 300) -> tuple[float, float]:
+    """p50 and p99 of `explain` (ms) for random jobs among `jobs` active ones."""
+    rng = random.Random(seed)
+    state = new_state()
+    for i in range(jobs):
+        submit(state, f"j{i}", f"u{rng.randrange(users)}", rng.choice(list(Priority)), i, 3)
+    for _ in range(2000):  # some history: recent grants, passes, a virtual time
+        step(state, "w", 1000.0)
+    times = []
+    for _ in range(samples):
+        job_id = f"j{rng.randrange(jobs)}"
+        started = time.perf_counter()
+        explain(state, job_id, 1000.0)
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return times[len(times) // 2], times[int(0.99 * (len(times) - 1))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seed", type=int, default=1)
@@ -124,6 +143,7 @@ def main() -> None:
     rate = 1000.0  # grants per second assumed for the wait in seconds
     worst, bound = free_job_wait(args.seed, 20_000, rate)
     speed = decisions_per_second(args.jobs, args.users, args.seconds, args.seed)
+    p50, p99 = explain_latency(args.jobs, args.users, args.seed)
     rows = [
         (f"fairness error, 5 jobs (smallest share {small5:.1%})", f"{error5:.2%}", "<= 5%"),
         (
@@ -134,6 +154,8 @@ def main() -> None:
         ("worst wait of a free job (grants to others)", f"{worst}", f"<= bound {bound}"),
         (f"  ... in seconds at {rate:,.0f} grants/s", f"{worst / rate:.3f}", f"{bound / rate:.3f}"),
         (f"decisions/s, {args.jobs:,} jobs / {args.users:,} users", f"{speed:,.0f}", ">= 20,000"),
+        (f"explain p50 ms, {args.jobs:,} active jobs", f"{p50:.1f}", ""),
+        (f"explain p99 ms, {args.jobs:,} active jobs", f"{p99:.1f}", "< 100"),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}}  {'value':>10}  goal")

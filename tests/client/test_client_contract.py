@@ -93,6 +93,16 @@ def test_priority_can_be_changed(service: park.RemoteService) -> None:
     job.cancel()
 
 
+def test_explain_says_why_a_job_waits(service: park.RemoteService) -> None:
+    job = park.submit("map", {"function": SLEEP, "inputs": [30, 30, 30, 30, 30]})
+    explained = job.explain()
+    assert explained["id"] == job.id
+    assert explained["reasons"], explained
+    assert explained["status"] in ("pending", "running")
+    job.cancel()
+    assert job.explain()["reasons"] == ["the job is cancelled; it waits for nothing"]
+
+
 def test_after_calls_back_once_the_job_finishes(service: park.RemoteService) -> None:
     finished = threading.Event()
     seen: list[str] = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 from typing import Any
 
@@ -67,3 +69,34 @@ def test_urgent_gets_most_free_still_progresses_ledger_follows_prices(
         assert row["reserved"] == pytest.approx(0.0, abs=1e-9)
     assert ledger["cat"]["usage"] > ledger["bob"]["usage"] > 0
     assert ledger["ann"]["charged"] == 0.0
+
+
+def test_replay_verifies_every_recorded_grant_and_explains_the_past(
+    park_server: ParkServer, start_worker: Any
+) -> None:
+    ids = [submit(park_server, user, priority) for user, priority in
+           (("ann", "free"), ("bob", "normal"), ("cat", "urgent"))]  # fmt: skip
+    start_worker(park_server, 1)
+    for job_id in ids:
+        wait_for(lambda j=job_id: job(park_server, j)["status"] == "complete", timeout=120)
+    with client(park_server.url) as http:
+        first = events_of(all_events(http), "unit.granted")[0]
+    first_grant = first["offset"]
+    waiting = next(j for j in ids if j != first["job_id"])  # still pending at that offset
+    park_server.stop()
+    data = str(park_server.data_dir)
+    verified = subprocess.run(
+        [sys.executable, "-m", "park", "replay", "--verify", "--data-dir", data],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert " 0 differ" in verified.stdout
+    assert "450 grants" in verified.stdout
+    past = subprocess.run(
+        [sys.executable, "-m", "park", "replay", "--data-dir", data,
+         "--to", str(first_grant), "--explain", waiting],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert past.returncode == 0, past.stdout + past.stderr
+    assert f"{waiting} pending (log offset {first_grant})" in past.stdout
+    assert "all 1 worker(s) that may run it are busy" in past.stdout

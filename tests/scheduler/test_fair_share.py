@@ -202,7 +202,9 @@ def timed(job_id: str, unit: str, seconds: float) -> UnitCompleted:
 def test_leases_hold_about_max_seconds_of_work_by_each_jobs_unit_time() -> None:
     state = fold(ANY, *job("fast", "ann", Priority.FREE, 1.0, 500))
     # A job with no unit time yet: one unit per lease, alone.
-    assert units(state, "any", 50) != [] and len(grant(state, WorkRequest("any", 50, 2.0, 0.5))) == 1
+    assert (
+        units(state, "any", 50) != [] and len(grant(state, WorkRequest("any", 50, 2.0, 0.5))) == 1
+    )
     lease(state, "any", 1, at=2.0)
     fold(timed("fast", "fast/0", 0.01), state=state)
     assert len(grant(state, WorkRequest("any", 500, 3.0, 0.5))) == 50  # 0.5 s / 0.01 s
