@@ -8,14 +8,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from park.api.auth import Caller, TokenTable, trusted_caller
+from park.api.auth import Caller, TokenTable, caller_dependency
 from park.api.metrics import ParkCollector
 from park.api.schemas import (
     CompleteUnit,
@@ -31,6 +31,7 @@ from park.api.schemas import (
     ledger_json,
 )
 from park.api.streams import stream_router
+from park.api.web import web_router
 from park.commands import UnitReport
 from park.domain import JobStatus
 from park.errors import Conflict, Forbidden, InvalidRequest, NotFound, ParkError
@@ -130,7 +131,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.include_router(stream_router(service))
+    app.include_router(stream_router(service, caller_dependency(settings.tokens)))
+    app.include_router(web_router(service, settings.tokens))
     registry = CollectorRegistry()
     registry.register(ParkCollector(service))
 
@@ -154,13 +156,7 @@ def create_app(
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
         return error_response(err.status_code, "http_error", str(err.detail))
 
-    def caller(
-        authorization: str | None = Header(default=None),
-        x_park_user: str | None = Header(default=None),
-    ) -> Caller:
-        if settings.tokens is not None:
-            return settings.tokens.identify(authorization)
-        return trusted_caller(x_park_user)
+    caller = caller_dependency(settings.tokens)
 
     def visible_job(job_id: str, who: Caller) -> tuple[JobView, bool]:
         job = service.state.jobs.get(job_id)
@@ -357,7 +353,7 @@ def create_app(
         who: Caller = Depends(caller),
     ) -> dict[str, Any]:
         if who.authenticated and who.role.value != "admin":
-            raise ParkError("the raw log needs an admin token")
+            raise Forbidden("the raw log needs an admin token")
         records = await service.log.read(after=after, limit=limit)
         return {
             "events": [

@@ -8,9 +8,12 @@ on any job). Blank lines and `#` comments are skipped.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+
+from fastapi import Header
 
 from park.errors import Forbidden, InvalidRequest, Unauthorized
 
@@ -66,6 +69,21 @@ class TokenTable:
             if hmac.compare_digest(token, presented):
                 return Caller(user=user, role=role, authenticated=True)
         raise Unauthorized("unknown token")
+
+
+def caller_dependency(tokens: TokenTable | None) -> Callable[..., Caller]:
+    """A FastAPI dependency naming the caller: by bearer token when the server has
+    tokens, else by the `X-Park-User` header (trusted, loopback)."""
+
+    def caller(
+        authorization: str | None = Header(default=None),
+        x_park_user: str | None = Header(default=None),
+    ) -> Caller:
+        if tokens is not None:
+            return tokens.identify(authorization)
+        return trusted_caller(x_park_user)
+
+    return caller
 
 
 def trusted_caller(user_header: str | None) -> Caller:

@@ -11,10 +11,11 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from park.errors import InvalidRequest
+from park.api.auth import Caller, Role
+from park.errors import Forbidden, InvalidRequest
 from park.service.engine import ParkService
 from park.service.feed import snapshot
 
@@ -49,7 +50,9 @@ def job_filter(user: str | None, tags: list[str]) -> Callable[[dict[str, Any]], 
     return visible
 
 
-def stream_router(service: ParkService) -> APIRouter:
+def stream_router(service: ParkService, caller: Callable[..., Caller]) -> APIRouter:
+    """With tokens on, the job stream needs a token (and shows public job views only, as
+    to everyone); the raw log needs an admin token, as `GET /v1/events` does."""
     router = APIRouter()
 
     @router.get("/v1/jobs/stream")
@@ -58,6 +61,7 @@ def stream_router(service: ParkService) -> APIRouter:
         user: str | None = None,
         tag: list[str] = Query(default=[], description="key or key=value"),
         after: int | None = Query(default=None, ge=0),
+        who: Caller = Depends(caller),
     ) -> EventSourceResponse:
         """`snapshot` (every active job), then a `change` per job change; `id:` = offset."""
         resume = _resume_offset(request, after)
@@ -66,9 +70,13 @@ def stream_router(service: ParkService) -> APIRouter:
 
     @router.get("/v1/events/stream")
     async def event_stream(
-        request: Request, after: int | None = Query(default=None, ge=0)
+        request: Request,
+        after: int | None = Query(default=None, ge=0),
+        who: Caller = Depends(caller),
     ) -> EventSourceResponse:
         """The raw log from `after` (or `Last-Event-ID`), then live; `id:` = offset."""
+        if who.authenticated and who.role is not Role.ADMIN:
+            raise Forbidden("the raw log needs an admin token")
         resume = _resume_offset(request, after) or 0
         return EventSourceResponse(_log_events(service, resume), ping=HEARTBEAT_SECONDS)
 

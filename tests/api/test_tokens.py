@@ -74,3 +74,9 @@ def test_serving_beyond_loopback_without_tokens_is_refused(tmp_path: Path) -> No
     )  # fmt: skip
     assert result.returncode == 2
     assert "--tokens" in result.stdout + result.stderr
+
+
+def test_streams_need_a_token_and_the_raw_log_an_admin(client: TestClient) -> None:
+    assert client.get("/v1/jobs/stream").status_code == 401
+    assert client.get("/v1/events/stream", headers=ANN).status_code == 403
+    assert client.get("/v1/events", headers=ANN).status_code == 403
