@@ -1,0 +1,146 @@
+"""The web page at `/` and the routes only it needs: a job's work units, plots of a job's
+result and of the ledger (SVG drawn by matplotlib on the server).
+
+The page itself is static (park/api/static: HTML, CSS and plain JavaScript, no build step)
+and talks to the same HTTP API as every other client: the live table follows
+`GET /v1/jobs/stream`, a job's page reads `/v1/jobs/{id}`, `/units`, `/explain` and
+`/plot.svg`, and the cancel button posts `/v1/jobs/{id}/cancel`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import FileResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from park.api.auth import Caller, TokenTable, trusted_caller
+from park.api.plots import NoPlot, fit_svg, ledger_svg, map_svg
+from park.api.schemas import ledger_json
+from park.domain import JobStatus
+from park.errors import Conflict, NotFound
+from park.projections.state import JobView, UnitView
+from park.service.engine import ParkService
+
+STATIC = Path(__file__).parent / "static"
+SVG = "image/svg+xml"
+PLOTS_KEPT = 64  # rendered plots of finished jobs (immutable) kept in memory
+
+
+def unit_json(unit: UnitView) -> dict[str, Any]:
+    return {
+        "id": unit.id,
+        "status": unit.status.value,
+        "attempts": unit.attempts,
+        "worker": unit.worker_id,
+        "lease_deadline": unit.lease_deadline,
+    }
+
+
+def _draw(job: JobView) -> bytes:
+    if job.kind == "fit":
+        return fit_svg(job.spec, job.result)
+    if job.kind == "map":
+        return map_svg(job.spec["inputs"], job.result)
+    raise NoPlot(f"there is no plot for jobs of kind {job.kind!r}")
+
+
+def web_router(service: ParkService, tokens: TokenTable | None = None) -> APIRouter:
+    router = APIRouter()
+    files = {p.name: p for p in STATIC.iterdir() if p.is_file()}
+    plots: OrderedDict[str, bytes] = OrderedDict()
+
+    def caller(
+        authorization: str | None = Header(default=None),
+        x_park_user: str | None = Header(default=None),
+    ) -> Caller:
+        if tokens is not None:
+            return tokens.identify(authorization)
+        return trusted_caller(x_park_user)
+
+    def own_job(job_id: str, who: Caller) -> JobView:
+        """The job, if the caller may see its private parts (like its spec and result)."""
+        job = service.state.jobs.get(job_id)
+        acting = who.acting_user()
+        if job is None or (acting is not None and acting != job.user):
+            mine = "" if job is None else " of yours"
+            raise NotFound(f"job_id: no job {job_id!r}{mine}", field="job_id")
+        return job
+
+    # -- the page -------------------------------------------------------------------------
+
+    @router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(files["index.html"], headers={"Cache-Control": "no-cache"})
+
+    @router.api_route("/static/{name}", methods=["GET", "HEAD"], include_in_schema=False)
+    async def static(name: str) -> FileResponse:
+        path = files.get(name)
+        if path is None:
+            raise NotFound(f"no static file {name!r}")
+        return FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+    # -- what the page shows --------------------------------------------------------------
+
+    @router.get("/v1/jobs/{job_id}/units")
+    async def job_units(
+        job_id: str,
+        limit: int = Query(default=1000, ge=1, le=100_000),
+        who: Caller = Depends(caller),
+    ) -> dict[str, Any]:
+        """The job's work units (id, status, attempts, worker), its owner only. A finished
+        job's units are forgotten: its list is empty."""
+        job = own_job(job_id, who)
+        units = [service.state.units[u] for u in job.unit_ids if u in service.state.units]
+        return {
+            "id": job.id,
+            "status": job.status.value,
+            "total": len(units),
+            "counts": dict(Counter(u.status.value for u in units)),
+            "units": [unit_json(u) for u in units[:limit]],
+            "offset": service.state.offset,
+        }
+
+    @router.get(
+        "/v1/jobs/{job_id}/plot.svg",
+        response_class=Response,
+        responses={200: {"content": {SVG: {}}}, 409: {"description": "not finished yet"}},
+    )
+    async def job_plot(job_id: str, who: Caller = Depends(caller)) -> Response:
+        """The finished job's result drawn: for fits, the data with the best-fit curve, the
+        residuals and the best chi-squared per generation or start; for map jobs, numeric
+        outputs against their inputs."""
+        job = own_job(job_id, who)
+        if job.active:
+            raise Conflict(f"job {job_id!r} is still {job.status.value}; no plot until it ends")
+        if job.status is not JobStatus.COMPLETE:
+            raise NotFound(f"job {job_id!r} is {job.status.value}: it has no result to plot")
+        svg = plots.get(job.id)
+        if svg is None:
+            try:
+                svg = await run_in_threadpool(_draw, job)
+            except NoPlot as err:
+                raise NotFound(f"job {job_id!r}: no plot: {err}") from None
+            plots[job.id] = svg
+            while len(plots) > PLOTS_KEPT:
+                plots.popitem(last=False)
+        else:
+            plots.move_to_end(job.id)
+        return Response(svg, media_type=SVG, headers={"Cache-Control": "private, max-age=3600"})
+
+    @router.get(
+        "/v1/ledger/plot.svg", response_class=Response, responses={200: {"content": {SVG: {}}}}
+    )
+    async def ledger_plot(_: Caller = Depends(caller)) -> Response:
+        """Charged credit and decayed usage per user, as a bar chart."""
+        users = ledger_json(service.state, service.clock())["users"]
+        svg = await run_in_threadpool(ledger_svg, users)
+        return Response(svg, media_type=SVG, headers={"Cache-Control": "no-store"})
+
+    return router
+
+
+__all__ = ["unit_json", "web_router"]
