@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 _LOCK = threading.Lock()
 MAX_POINTS = 5000  # data points drawn with error bars; more are thinned evenly
 
-_RC = {
+_RC: Any = {  # (matplotlib types its rc keys as literals)
     "svg.fonttype": "none",  # text stays text: small files, selectable labels
     "svg.hashsalt": "park",  # stable element ids: the same plot gives the same bytes
     "font.size": 9.0,
@@ -109,8 +109,11 @@ def _history_panel(ax: Axes, result: dict[str, Any]) -> None:
         if means:
             ax.plot(*zip(*means, strict=True), "--", color="C7", lw=0.8, label="mean χ²")
         drawn += best + [m for _, m in means]
-        polished = [float(h["chisq"]) for h in history if h.get("stage") == "polish"]
-        polished = [c for c in polished if math.isfinite(c)]
+        polished = [
+            float(h["chisq"])
+            for h in history
+            if h.get("stage") == "polish" and _finite(h.get("chisq"))
+        ]
         if polished:
             ax.axhline(min(polished), color="C3", lw=1, label="after polishing")
             drawn.append(min(polished))
@@ -119,16 +122,20 @@ def _history_panel(ax: Axes, result: dict[str, Any]) -> None:
     elif method == "multistart":
         starts = [h for h in history if "start" in h]
         each = [(h["start"], float(h["chisq"])) for h in starts if _finite(h.get("chisq"))]
-        best = [(h["start"], float(h["best_chisq"])) for h in starts if _finite(h["best_chisq"])]
+        so_far = [(h["start"], float(h["best_chisq"])) for h in starts if _finite(h["best_chisq"])]
         if each:
             ax.plot(*zip(*each, strict=True), "o", ms=3, color="C7", label="χ² of each start")
-        if best:
-            ax.step(*zip(*best, strict=True), where="post", color="C0", label="best so far")
+        if so_far:
+            ax.step(*zip(*so_far, strict=True), where="post", color="C0", label="best so far")
         drawn += [c for _, c in each]
         ax.set_xlabel("start")
         ax.set_title("best χ² per start")
     else:  # scan: per chunk of the grid
-        chunks = [(k, float(h["best_chisq"])) for k, h in enumerate(history) if _finite(h.get("best_chisq"))]  # fmt: skip
+        chunks = [
+            (k, float(h["best_chisq"]))
+            for k, h in enumerate(history)
+            if _finite(h.get("best_chisq"))
+        ]
         if chunks:
             ax.plot(*zip(*chunks, strict=True), "o-", ms=3, color="C0", label="best χ² of chunk")
         drawn += [c for _, c in chunks]
@@ -185,7 +192,7 @@ def _draw_fit(spec: dict[str, Any], result: dict[str, Any]) -> Figure:
         residuals = (y - at_data) / dy if dy is not None else y - at_data
         middle.axhline(0.0, color="C7", lw=0.8)
         middle.plot(x, residuals, "o", ms=2.5, color="C0")
-        middle.set_ylabel("(y − fit)/dy" if dy is not None else "y − fit")
+        middle.set_ylabel("(y - fit)/dy" if dy is not None else "y - fit")
     else:
         middle.text(0.5, 0.5, "no residuals", ha="center", va="center",
                     transform=middle.transAxes)  # fmt: skip
@@ -206,11 +213,13 @@ def fit_svg(spec: dict[str, Any], result: dict[str, Any]) -> bytes:
 def _draw_outputs(inputs: list[Any], outputs: list[float]) -> Figure:
     figure = _figure(7.5, 4.0)
     ax = figure.subplots()
+    keep = _thin(len(outputs))
+    style = "o-" if len(keep) <= 200 else "-"
     if len(inputs) == len(outputs) and all(_finite(v) for v in inputs):
-        ax.plot(inputs, outputs, "o-", ms=3, lw=0.8, color="C0")
+        ax.plot([inputs[i] for i in keep], [outputs[i] for i in keep], style, ms=3, lw=0.8)
         ax.set_xlabel("input")
     else:
-        ax.plot(range(len(outputs)), outputs, "o-", ms=3, lw=0.8, color="C0")
+        ax.plot(keep, [outputs[i] for i in keep], style, ms=3, lw=0.8)
         ax.set_xlabel("input number")
     ax.set_ylabel("output")
     ax.set_title(f"outputs of {len(outputs)} input(s)")
@@ -230,28 +239,35 @@ def _draw_ledger(users: dict[str, dict[str, Any]]) -> Figure:
     import numpy as np
 
     names = list(users)
-    figure = _figure(7.5, max(3.0, 1.2 + 0.35 * len(names)))
-    ax = figure.subplots()
+    figure = _figure(8.0, max(3.0, 1.4 + 0.35 * len(names)))
+    credits, work = figure.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 2]})
     if not names:
-        ax.text(0.5, 0.5, "nothing charged yet", ha="center", va="center",
-                transform=ax.transAxes)  # fmt: skip
-        ax.set_axis_off()
+        figure.clear()
+        figure.text(0.5, 0.5, "nothing recorded yet", ha="center", va="center")
         return figure
     rows = np.arange(len(names))
     charged = [float(users[n]["charged"]) for n in names]
     usage = [float(users[n]["usage"]) for n in names]
-    ax.barh(rows - 0.2, charged, height=0.4, color="C0", label="charged (total)")
-    ax.barh(rows + 0.2, usage, height=0.4, color="C1", label="usage (decayed)")
-    ax.set_yticks(rows, names)
-    ax.invert_yaxis()
-    ax.set_xlabel("credits")
-    ax.set_title("usage ledger per user")
-    ax.legend(loc="lower right", fontsize=8)
+    credits.barh(rows - 0.2, charged, height=0.4, color="C0", label="charged (total)")
+    credits.barh(rows + 0.2, usage, height=0.4, color="C1", label="usage (decayed)")
+    credits.set_yticks(rows, names)
+    credits.invert_yaxis()
+    credits.set_xlabel("credits")
+    credits.set_title("credit per user")
+    credits.legend(loc="lower right", fontsize=8)
+    if not any(charged) and not any(usage):
+        credits.set_xlim(0.0, 1.0)
+        credits.text(0.5, 0.5, "no credit charged yet\n(free work costs none)", ha="center",
+                     va="center", transform=credits.transAxes, color="C7")  # fmt: skip
+    work.barh(rows, [float(users[n]["core_seconds"]) for n in names], height=0.5, color="C2")
+    work.set_xlabel("core seconds")
+    work.set_title("work done per user")
     return figure
 
 
 def ledger_svg(users: dict[str, dict[str, Any]]) -> bytes:
-    """Charged credit and decayed usage per user, as horizontal bars."""
+    """Charged credit and decayed usage per user, and the core seconds of their work, as
+    horizontal bars."""
     return _render(_draw_ledger, users)
 
 

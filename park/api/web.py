@@ -13,11 +13,11 @@ from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from park.api.auth import Caller, TokenTable, trusted_caller
+from park.api.auth import Caller, TokenTable, caller_dependency
 from park.api.plots import NoPlot, fit_svg, ledger_svg, map_svg
 from park.api.schemas import ledger_json
 from park.domain import JobStatus
@@ -53,13 +53,7 @@ def web_router(service: ParkService, tokens: TokenTable | None = None) -> APIRou
     files = {p.name: p for p in STATIC.iterdir() if p.is_file()}
     plots: OrderedDict[str, bytes] = OrderedDict()
 
-    def caller(
-        authorization: str | None = Header(default=None),
-        x_park_user: str | None = Header(default=None),
-    ) -> Caller:
-        if tokens is not None:
-            return tokens.identify(authorization)
-        return trusted_caller(x_park_user)
+    caller = caller_dependency(tokens)
 
     def own_job(job_id: str, who: Caller) -> JobView:
         """The job, if the caller may see its private parts (like its spec and result)."""

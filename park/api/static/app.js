@@ -605,6 +605,7 @@
         el("td", {}, u.worker ? el("code", { text: u.worker }) : "–")),
     );
     $("#units tbody").replaceChildren(...rows);
+    $("#units").hidden = rows.length === 0;
     const counts = Object.entries(answer.counts).map(([k, v]) => `${v} ${k}`);
     $("#units-counts").textContent = counts.length ? `(${counts.join(", ")})` : "";
     const note = $("#units-note");
@@ -803,9 +804,15 @@
     const hash = location.hash || "#/";
     const match = /^#\/jobs\/([^/]+)$/.exec(hash);
     if (match) {
+      let id = match[1];
+      try {
+        id = decodeURIComponent(id);
+      } catch (_) {
+        /* not percent-encoded after all: take it as it is */
+      }
       showView("job");
-      openJobPage(decodeURIComponent(match[1]));
-      document.title = `park · job ${decodeURIComponent(match[1])}`;
+      openJobPage(id);
+      document.title = `park · job ${id}`;
       return;
     }
     closeJobPage();
