@@ -359,6 +359,12 @@ def report_units(
             ignored.append(r.unit_id)
             continue
         seen.add(r.unit_id)
+        job = state.jobs[unit.job_id]
+        problem = (
+            KINDS[job.kind].check_result(job.kind_state, unit.payload, r.result) if r.ok else None
+        )
+        if problem is not None:
+            r = UnitReport(r.unit_id, False, None, f"the result does not fit the unit: {problem}")
         if r.ok:
             cpu = max(0.0, r.cpu_seconds)
             events.append(

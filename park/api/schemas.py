@@ -2,21 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from park.domain import Priority, WorkerPolicy
 from park.projections.state import ParkState
 
 
+def _finite(value: Any) -> Any:
+    """NaN and infinity have no JSON spelling: accepted, they would come back as null."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("NaN and infinity cannot be sent as JSON numbers")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
+
+
+FiniteJson = Annotated[Any, AfterValidator(_finite)]
+
+
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class SubmitJob(Body):
     kind: str = Field(min_length=1, max_length=64)
-    spec: dict[str, Any]
+    spec: dict[str, FiniteJson]
     priority: Priority = Priority.FREE
     tags: dict[str, str] = Field(default_factory=dict)
     notify: str | None = Field(default=None, max_length=320)
@@ -44,10 +62,10 @@ class LeaseRequest(Body):
 class Report(Body):
     unit_id: str
     ok: bool = True
-    result: Any = None
+    result: FiniteJson = None
     error: str | None = Field(default=None, max_length=100_000)
-    cpu_seconds: float = Field(default=0.0, ge=0.0)
-    wall_seconds: float = Field(default=0.0, ge=0.0)
+    cpu_seconds: float = Field(default=0.0, ge=0.0, le=1e9)
+    wall_seconds: float = Field(default=0.0, ge=0.0, le=1e9)
 
 
 class Reports(Body):
@@ -56,8 +74,8 @@ class Reports(Body):
 
 class CompleteUnit(Body):
     worker_id: str
-    result: Any = None
-    cpu_seconds: float = Field(default=0.0, ge=0.0)
+    result: FiniteJson = None
+    cpu_seconds: float = Field(default=0.0, ge=0.0, le=1e9)
 
 
 class FailUnit(Body):

@@ -17,7 +17,8 @@ JsonValue = Any
 
 
 class EventBase(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No NaN or infinity: JSON has no way to write them, so they could not be read back.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     v: int = 1
     at: float

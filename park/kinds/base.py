@@ -10,6 +10,7 @@ The worker side, `run_unit`, executes one unit's payload.
 from __future__ import annotations
 
 import abc
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -50,6 +51,17 @@ class JobKind(abc.ABC):
     @abc.abstractmethod
     def absorb(self, state: Any, payload: dict[str, Any], result: Any) -> None:
         """Fold: a unit with this payload completed with this result (first report only)."""
+
+    def check_result(self, state: Any, payload: dict[str, Any], result: Any) -> str | None:
+        """Decide: why this result cannot be absorbed, or None. The default absorbs it
+        into a copy of the state; a worker's malformed result must fail its unit, never
+        reach the fold (where it would fail again on every replay)."""
+        trial = copy.deepcopy(state)
+        try:
+            self.absorb(trial, payload, result)
+        except Exception as err:
+            return f"{type(err).__name__}: {err}"
+        return None
 
     @abc.abstractmethod
     def next_units(self, spec: dict[str, Any], state: Any) -> list[dict[str, Any]]:

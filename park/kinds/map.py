@@ -68,6 +68,12 @@ class MapKind(JobKind):
                 state.outputs[start + i] = value
                 state.absorbed += 1
 
+    def check_result(self, state: MapState, payload: dict[str, Any], result: Any) -> str | None:
+        expected = len(payload["items"])
+        if not isinstance(result, list) or len(result) != expected:
+            return f"expected a list of {expected} outputs"
+        return None
+
     def next_units(self, spec: dict[str, Any], state: MapState) -> list[dict[str, Any]]:
         if state.planned:
             return []

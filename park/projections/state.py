@@ -9,6 +9,7 @@ folded together and share one offset, so they are always consistent with each ot
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,7 +178,10 @@ class ParkState:
         self.offset = offset
         handler = _HANDLERS.get(type(event))
         if handler is not None:
-            handler(self, event)
+            # A fact the fold cannot take (the command layer should have refused it) is
+            # ignored, alike on every replay, rather than stopping every future start-up.
+            with contextlib.suppress(Exception):
+                handler(self, event)
 
     def active_jobs(self) -> list[JobView]:
         return [job for job in self.jobs.values() if job.active]
@@ -313,7 +317,13 @@ class ParkState:
         granted, so of two grants of one unit (two scheduler leaders racing) the first
         wins. An API server hands a worker only the grants this accepts."""
         unit = self.units.get(e.unit_id)
-        return unit is not None and unit.status is UnitStatus.QUEUED and e.worker_id in self.workers
+        worker = self.workers.get(e.worker_id)
+        return (
+            unit is not None
+            and unit.status is UnitStatus.QUEUED
+            and worker is not None
+            and worker.active
+        )
 
     def _unit_granted(self, e: UnitGranted) -> None:
         if not self.accepts_grant(e):
@@ -399,8 +409,8 @@ class ParkState:
 
     def _unit_failed(self, e: UnitFailed) -> None:
         unit = self.units.get(e.unit_id)
-        if unit is None or unit.status is not UnitStatus.LEASED:
-            return
+        if unit is None or unit.status is not UnitStatus.LEASED or unit.worker_id != e.worker_id:
+            return  # only the current holder can fail a unit
         self._release_lease(unit, refund=True)
         unit.status = UnitStatus.FAILED
         job = self.jobs[unit.job_id]

@@ -54,7 +54,7 @@ def run_unit(unit: dict[str, Any], allow: AllowList) -> dict[str, Any]:
     started, wall = time.process_time(), time.perf_counter()
     try:
         result = kind.run_unit(payload)
-        json.dumps(result)
+        json.dumps(result, allow_nan=False)  # what JSON cannot carry fails here, clearly
     except Exception as err:
         report["error"] = "".join(traceback.format_exception_only(err)).strip()
     else:

@@ -148,3 +148,51 @@ def test_another_users_job_cannot_be_cancelled(client: TestClient) -> None:
 def test_openapi_docs_are_served(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     assert "/v1/jobs" in client.get("/openapi.json").json()["paths"]
+
+
+def leased_unit(client: TestClient) -> tuple[str, str, str]:
+    job = client.post("/v1/jobs", json={"kind": "map", "spec": GOOD_SPEC}).json()["id"]
+    worker = client.post("/v1/workers", json={"name": "w"}).json()["id"]
+    [unit] = client.post(f"/v1/workers/{worker}/lease", json={"max_units": 1}).json()["units"]
+    return job, worker, unit["id"]
+
+
+def test_a_malformed_result_fails_its_unit_and_never_reaches_the_fold(
+    client: TestClient, tmp_path: Path
+) -> None:
+    job, worker, unit = leased_unit(client)
+    answer = client.post(
+        f"/v1/workers/{worker}/reports", json={"reports": [{"unit_id": unit, "result": [1, 2, 3]}]}
+    )
+    assert answer.status_code == 200
+    failed = client.get(f"/v1/jobs/{job}").json()
+    assert failed["status"] == "failed"
+    assert "the result does not fit the unit: expected a list of 1 outputs" in failed["error"]
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        '{"reports": [{"unit_id": "%s", "result": [NaN]}]}',
+        '{"reports": [{"unit_id": "%s", "result": [1e999]}]}',
+        '{"reports": [{"unit_id": "%s", "result": [0], "cpu_seconds": 1e999}]}',
+    ],
+)
+def test_numbers_json_cannot_carry_are_refused(client: TestClient, report: str) -> None:
+    job, worker, unit = leased_unit(client)
+    before = offset(client)
+    response = client.post(
+        f"/v1/workers/{worker}/reports",
+        content=(report % unit).encode(),
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["message"].startswith("reports.0.")
+    assert offset(client) == before
+    refused = client.post(
+        "/v1/jobs",
+        content=b'{"kind": "map", "spec": {"function": "park.builtins:sleep", "inputs": [NaN]}}',
+        headers={"content-type": "application/json"},
+    )
+    assert refused.status_code == 422
+    assert refused.json()["error"]["message"].startswith("spec.")
