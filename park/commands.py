@@ -156,13 +156,15 @@ def register_worker(
     policy: WorkerPolicy,
     job_id: str | None,
     now: float,
+    registered_by: str | None = None,
 ) -> list[Event]:
     if policy in (WorkerPolicy.OWN_ONLY, WorkerPolicy.OWN_FIRST) and not owner:
         raise InvalidRequest(f"owner: policy {policy} needs an owner", field="owner")
     if policy is WorkerPolicy.JOB:
         if not job_id:
             raise InvalidRequest("job: policy 'job' needs a job id", field="job")
-        require_job(state, job_id)
+        if job_id not in state.jobs:
+            raise NotFound(f"job: no job {job_id!r}", field="job")
     return [
         WorkerJoined(
             at=now,
@@ -172,6 +174,7 @@ def register_worker(
             owner=owner,
             policy=policy,
             job_id=job_id,
+            registered_by=registered_by,
         )
     ]
 

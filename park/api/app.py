@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from park.api.auth import Caller, TokenTable, caller_dependency
+from park.api.auth import Caller, Role, TokenTable, caller_dependency
 from park.api.metrics import ParkCollector
 from park.api.schemas import (
     CompleteUnit,
@@ -158,6 +158,18 @@ def create_app(
 
     caller = caller_dependency(settings.tokens)
 
+    def act_as_worker(worker_id: str, who: Caller) -> None:
+        """A worker token may act only for the workers it registered (admins for any)."""
+        who.require_worker()
+        worker = service.state.workers.get(worker_id)
+        if (
+            who.authenticated
+            and who.role is not Role.ADMIN
+            and worker is not None
+            and worker.registered_by != who.user
+        ):
+            raise Forbidden(f"worker {worker_id!r} was registered with another token")
+
     def visible_job(job_id: str, who: Caller) -> tuple[JobView, bool]:
         job = service.state.jobs.get(job_id)
         if job is None:
@@ -263,18 +275,23 @@ def create_app(
         if who.authenticated and who.role.value != "admin":
             owner = owner or who.user
         worker_id = await service.register_worker(
-            name=body.name, cpus=body.cpus, owner=owner, policy=body.policy, job_id=body.job
+            name=body.name,
+            cpus=body.cpus,
+            owner=owner,
+            policy=body.policy,
+            job_id=body.job,
+            registered_by=who.user if who.authenticated else None,
         )
         return {"id": worker_id, "lease_seconds": service.config.lease_seconds}
 
     @app.get("/v1/workers")
-    async def list_workers(active: bool = True) -> dict[str, Any]:
+    async def list_workers(active: bool = True, who: Caller = Depends(caller)) -> dict[str, Any]:
         workers = [worker_json(w) for w in service.state.workers.values() if w.active or not active]
         return {"workers": workers, "offset": service.state.offset}
 
     @app.delete("/v1/workers/{worker_id}", status_code=204)
     async def remove_worker(worker_id: str, who: Caller = Depends(caller)) -> Response:
-        who.require_worker()
+        act_as_worker(worker_id, who)
         await service.remove_worker(worker_id)
         return Response(status_code=204)
 
@@ -282,7 +299,7 @@ def create_app(
     async def lease(
         worker_id: str, body: LeaseRequest, who: Caller = Depends(caller)
     ) -> dict[str, Any]:
-        who.require_worker()
+        act_as_worker(worker_id, who)
         leased = await service.lease(worker_id, body.max_units, body.wait, body.max_seconds)
         return {
             "units": [
@@ -301,7 +318,7 @@ def create_app(
     async def report(
         worker_id: str, body: Reports, who: Caller = Depends(caller)
     ) -> dict[str, Any]:
-        who.require_worker()
+        act_as_worker(worker_id, who)
         reports = [
             UnitReport(r.unit_id, r.ok, r.result, r.error, r.cpu_seconds, r.wall_seconds)
             for r in body.reports
@@ -313,7 +330,7 @@ def create_app(
     async def worker_heartbeat(
         worker_id: str, body: HeartbeatUnits, who: Caller = Depends(caller)
     ) -> dict[str, Any]:
-        who.require_worker()
+        act_as_worker(worker_id, who)
         deadline = await service.heartbeat(worker_id, body.unit_ids)
         return {"lease_deadline": deadline}
 
@@ -321,7 +338,7 @@ def create_app(
     async def complete_unit(
         unit_id: str, body: CompleteUnit, who: Caller = Depends(caller)
     ) -> dict[str, Any]:
-        who.require_worker()
+        act_as_worker(body.worker_id, who)
         report = UnitReport(unit_id, True, body.result, None, body.cpu_seconds)
         ignored = await service.report(body.worker_id, [report])
         return {"accepted": not ignored}
@@ -330,7 +347,7 @@ def create_app(
     async def fail_unit(
         unit_id: str, body: FailUnit, who: Caller = Depends(caller)
     ) -> dict[str, Any]:
-        who.require_worker()
+        act_as_worker(body.worker_id, who)
         ignored = await service.report(
             body.worker_id, [UnitReport(unit_id, False, None, body.error)]
         )
@@ -340,7 +357,7 @@ def create_app(
     async def unit_heartbeat(
         unit_id: str, body: WorkerUnits, who: Caller = Depends(caller)
     ) -> dict[str, Any]:
-        who.require_worker()
+        act_as_worker(body.worker_id, who)
         deadline = await service.heartbeat(body.worker_id, [unit_id])
         return {"lease_deadline": deadline}
 
@@ -364,11 +381,11 @@ def create_app(
         }
 
     @app.get("/v1/ledger")
-    async def ledger() -> dict[str, Any]:
+    async def ledger(who: Caller = Depends(caller)) -> dict[str, Any]:
         return ledger_json(service.state, service.clock())
 
     @app.get("/v1/ledger/{user}")
-    async def ledger_of(user: str) -> dict[str, Any]:
+    async def ledger_of(user: str, who: Caller = Depends(caller)) -> dict[str, Any]:
         answer = ledger_json(service.state, service.clock(), user)
         if user not in answer["users"]:
             raise NotFound(f"user: nothing recorded for user {user!r}", field="user")
@@ -384,7 +401,7 @@ def create_app(
         return ledger_json(service.state, service.clock(), user)
 
     @app.get("/v1/policy")
-    async def policy() -> dict[str, Any]:
+    async def policy(who: Caller = Depends(caller)) -> dict[str, Any]:
         return {
             "priorities": price_table(service.state),
             "config": service.state.policy.model_dump(mode="json"),

@@ -83,6 +83,7 @@ class WorkerJoined(EventBase):
     owner: str | None = None
     policy: WorkerPolicy = WorkerPolicy.ANY
     job_id: str | None = None
+    registered_by: str | None = None  # the token's user, when the server has tokens
 
 
 class WorkerLeft(EventBase):

@@ -105,6 +105,7 @@ class WorkerView:
     joined_at: float
     last_seen: float
     left_at: float | None = None
+    registered_by: str | None = None
     units: set[str] = field(default_factory=set)
     units_done: int = 0
 
@@ -300,6 +301,7 @@ class ParkState:
             job_id=e.job_id,
             joined_at=e.at,
             last_seen=e.at,
+            registered_by=e.registered_by,
         )
 
     def _worker_left(self, e: WorkerLeft) -> None:

@@ -233,6 +233,7 @@ class ParkService:
         owner: str | None = None,
         policy: WorkerPolicy = WorkerPolicy.ANY,
         job_id: str | None = None,
+        registered_by: str | None = None,
     ) -> str:
         worker_id = new_id()
         async with self._lock:
@@ -245,6 +246,7 @@ class ParkService:
                 policy=policy,
                 job_id=job_id,
                 now=self.clock(),
+                registered_by=registered_by,
             )
             await self._run(events)
         return worker_id

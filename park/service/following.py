@@ -141,9 +141,9 @@ class FollowingService(ParkService):
                 batch = await self.log.read(after=self.state.offset, limit=10_000)
                 if not batch:
                     break
-                for rec in batch:
-                    self._observe(rec.event)
-                    self.state.apply(rec.offset, rec.event)
+                for offset, event in self._continuing([(r.offset, r.event) for r in batch]):
+                    self._observe(event)
+                    self.state.apply(offset, event)
         self._touched.clear()  # the leader settles every active job when it takes office
         self.feed.start_at(self.state.offset, self.state)
 
@@ -163,8 +163,23 @@ class FollowingService(ParkService):
                 log.exception("following the log failed; retrying")
                 await asyncio.sleep(0.5)
 
+    def _continuing(self, records: Sequence[tuple[int, Event]]) -> list[tuple[int, Event]]:
+        """The records that continue the projections' offset without a hole: a read that
+        skipped one must never make this server's state differ from the others'."""
+        fresh: list[tuple[int, Event]] = []
+        expected = self.state.offset + 1
+        for offset, event in records:
+            if offset < expected:
+                continue  # folded already
+            if offset > expected:
+                log.error("the log read skipped from %d to %d; reading again", expected, offset)
+                break
+            fresh.append((offset, event))
+            expected += 1
+        return fresh
+
     def _fold(self, records: Sequence[tuple[int, Event]]) -> None:
-        fresh = [(offset, event) for offset, event in records if offset > self.state.offset]
+        fresh = self._continuing(records)
         if not fresh:
             return
         for offset, event in fresh:
@@ -248,7 +263,7 @@ class FollowingService(ParkService):
         offsets = await self.log.append(events)
         if offsets[0] == self.state.offset + 1:
             self._fold(list(zip(offsets, events, strict=True)))  # ours are next: fold now
-        else:
+        if self.state.offset < offsets[-1]:
             await self._reach(offsets[-1])
         return offsets[-1]
 
@@ -287,10 +302,17 @@ class FollowingService(ParkService):
         owner: str | None = None,
         policy: WorkerPolicy = WorkerPolicy.ANY,
         job_id: str | None = None,
+        registered_by: str | None = None,
     ) -> str:
         return await self._retry_unknown(
             lambda: ParkService.register_worker(
-                self, name=name, cpus=cpus, owner=owner, policy=policy, job_id=job_id
+                self,
+                name=name,
+                cpus=cpus,
+                owner=owner,
+                policy=policy,
+                job_id=job_id,
+                registered_by=registered_by,
             )
         )
 

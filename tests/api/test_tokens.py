@@ -80,3 +80,30 @@ def test_streams_need_a_token_and_the_raw_log_an_admin(client: TestClient) -> No
     assert client.get("/v1/jobs/stream").status_code == 401
     assert client.get("/v1/events/stream", headers=ANN).status_code == 403
     assert client.get("/v1/events", headers=ANN).status_code == 403
+
+
+def test_every_data_route_needs_a_token(client: TestClient) -> None:
+    for path in ("/v1/jobs", "/v1/workers", "/v1/ledger", "/v1/ledger/ann", "/v1/policy"):
+        assert client.get(path).status_code == 401, path
+    assert client.get("/healthz").status_code == 200
+
+
+def test_a_worker_token_acts_only_for_its_own_workers(tmp_path: Path) -> None:
+    table = tmp_path / "tokens"
+    table.write_text("ann-secret ann\nw1-secret pool1 worker\nw2-secret pool2 worker\n")
+    service = ParkService(SqliteEventLog.in_data_dir(tmp_path))
+    with TestClient(create_app(service, ApiSettings(tokens=TokenTable.load(table)))) as client:
+        w1 = {"Authorization": "Bearer w1-secret"}
+        w2 = {"Authorization": "Bearer w2-secret"}
+        client.post("/v1/jobs", json={"kind": "map", "spec": SPEC}, headers=ANN)
+        mine = client.post("/v1/workers", json={"name": "one"}, headers=w1).json()["id"]
+        for method, path, body in (
+            ("POST", f"/v1/workers/{mine}/lease", {"max_units": 1}),
+            ("POST", f"/v1/workers/{mine}/reports", {"reports": []}),
+            ("POST", f"/v1/workers/{mine}/heartbeat", {"unit_ids": []}),
+            ("DELETE", f"/v1/workers/{mine}", None),
+        ):
+            response = client.request(method, path, json=body, headers=w2)
+            assert response.status_code == 403, path
+        leased = client.post(f"/v1/workers/{mine}/lease", json={"max_units": 1}, headers=w1)
+        assert len(leased.json()["units"]) == 1
