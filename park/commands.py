@@ -37,6 +37,10 @@ from park.projections.state import JobView, ParkState, WorkerView
 from park.scheduler.config import PolicyConfig
 from park.scheduler.policy import Grant, WorkRequest, grant
 
+# Units one job may plan in one step: each is a row in the unit table and part of one
+# event, so an enormous plan would exhaust memory at every start-up.
+MAX_UNITS_PLANNED = 100_000
+
 
 @dataclass(frozen=True, slots=True)
 class UnitReport:
@@ -65,8 +69,18 @@ def submit_job(
         raise InvalidRequest(f"kind: unknown job kind {kind!r} (known: {known})", field="kind")
     try:
         normalised = job_kind.parse_spec(spec)
+        planned = job_kind.next_units(normalised, job_kind.start(normalised))
     except SpecError as err:
         raise InvalidRequest(str(err), field=err.field) from err
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError, MemoryError) as err:
+        # a kind's checks missed something: still the submitter's input, not a server fault
+        raise InvalidRequest(f"spec: cannot be used: {err}", field="spec") from err
+    if len(planned) > MAX_UNITS_PLANNED:
+        raise InvalidRequest(
+            f"spec: would plan {len(planned):,} units at once (the limit is "
+            f"{MAX_UNITS_PLANNED:,}); put more work in each unit",
+            field="spec",
+        )
     return [
         JobSubmitted(
             at=now,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -40,7 +41,9 @@ from park.projections.views import job_json, worker_json
 from park.scheduler.explain import explain, price_table
 from park.service.engine import ParkService
 
+log = logging.getLogger("park.api")
 MAX_BODY_BYTES = 32 * 1024 * 1024
+MAX_OFFSET = 2**63 - 1  # SQLite's largest integer
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,23 +87,17 @@ class BodyLimit:
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_bytes:
-                raise _BodyTooLarge
+                # (raised while FastAPI reads the body, so it must be its HTTPException)
+                raise HTTPException(413, f"body: larger than the limit of {self.max_bytes} bytes")
             return message
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await self._refuse(scope, receive, send)
+        await self.app(scope, limited_receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(
             413, "too_large", f"body: larger than the limit of {self.max_bytes} bytes"
         )
         await response(scope, receive, send)
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 def create_app(
@@ -154,7 +151,14 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
-        return error_response(err.status_code, "http_error", str(err.detail))
+        code = "too_large" if err.status_code == 413 else "http_error"
+        return error_response(err.status_code, code, str(err.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, err: Exception) -> JSONResponse:
+        """A bug, not bad input: still the JSON error shape, never a traceback."""
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal", f"internal error: {type(err).__name__}")
 
     caller = caller_dependency(settings.tokens)
 
@@ -365,7 +369,7 @@ def create_app(
 
     @app.get("/v1/events")
     async def events(
-        after: int = Query(default=0, ge=0),
+        after: int = Query(default=0, ge=0, le=MAX_OFFSET),
         limit: int = Query(default=1000, ge=1, le=10_000),
         who: Caller = Depends(caller),
     ) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from park.service.engine import ParkService
 from park.service.feed import snapshot
 
 HEARTBEAT_SECONDS = 10.0
+MAX_OFFSET = 2**63 - 1
 _WAKE_SECONDS = 1.0  # how often an idle stream looks for a server shutdown
 
 
@@ -29,6 +30,8 @@ def _resume_offset(request: Request, after: int | None) -> int | None:
         return after
     try:
         value = int(header)
+        if value > MAX_OFFSET:
+            raise ValueError
     except ValueError:
         raise InvalidRequest(
             "Last-Event-ID: must be a log offset (an integer)", field="Last-Event-ID"
@@ -60,7 +63,7 @@ def stream_router(service: ParkService, caller: Callable[..., Caller]) -> APIRou
         request: Request,
         user: str | None = None,
         tag: list[str] = Query(default=[], description="key or key=value"),
-        after: int | None = Query(default=None, ge=0),
+        after: int | None = Query(default=None, ge=0, le=MAX_OFFSET),
         who: Caller = Depends(caller),
     ) -> EventSourceResponse:
         """`snapshot` (every active job), then a `change` per job change; `id:` = offset."""
@@ -71,7 +74,7 @@ def stream_router(service: ParkService, caller: Callable[..., Caller]) -> APIRou
     @router.get("/v1/events/stream")
     async def event_stream(
         request: Request,
-        after: int | None = Query(default=None, ge=0),
+        after: int | None = Query(default=None, ge=0, le=MAX_OFFSET),
         who: Caller = Depends(caller),
     ) -> EventSourceResponse:
         """The raw log from `after` (or `Last-Event-ID`), then live; `id:` = offset."""
@@ -87,7 +90,9 @@ async def _job_events(
     service: ParkService, resume: int | None, visible: Callable[[dict[str, Any]], bool]
 ) -> AsyncIterator[ServerSentEvent]:
     feed = service.feed
-    pending = feed.since(resume) if resume is not None else None
+    # A client ahead of this log (it was reset, or this is another server) starts afresh.
+    known = resume is not None and resume <= service.state.offset
+    pending = feed.since(resume) if known and resume is not None else None
     after = resume or 0
     while not service.closing:
         if pending is None:  # new client, or one too far behind to resume: start afresh

@@ -86,12 +86,13 @@ def age_boost(state: ParkState, job: JobView, now: float) -> float:
     return min(policy.age_cap, 1.0 + waited / policy.age_scale)
 
 
-def job_weight(state: ParkState, job: JobView, now: float) -> float:
+def job_weight(state: ParkState, job: JobView, now: float, *, aged: bool = True) -> float:
+    """`aged=False`: the job was just served (no age boost)."""
     priority = effective_priority(state, job)
     return (
         state.policy.weights[priority]
         * fairshare_factor(state, job.user, now)
-        * age_boost(state, job, now)
+        * (age_boost(state, job, now) if aged else 1.0)
     )
 
 
@@ -157,7 +158,9 @@ def grant(state: ParkState, request: WorkRequest) -> list[Grant]:
                 budget -= estimate
         heapq.heappop(advanced)
         n = taken.get(job_id, 0)
-        vpass = vstart + 1.0 / job_weight(state, job, now)
+        # After its first unit here the job has just been served: no age boost, exactly
+        # as if each unit were a request of its own.
+        vpass = vstart + 1.0 / job_weight(state, job, now, aged=n == 0)
         grants.append(Grant(job.queue[n], job_id, effective_priority(state, job), vstart, vpass))
         taken[job_id] = n + 1
         if n + 1 < len(job.queue):

@@ -7,13 +7,31 @@ version, or claims an offset the log does not have, is ignored and the log repla
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import os
 import pickle
 from pathlib import Path
 
 from park.projections.state import ParkState
 
-FORMAT = "park-snapshot-1"
+
+def _format() -> str:
+    """Snapshots are pickles of slotted dataclasses, stored by field position: a snapshot
+    is only valid for exactly these fields, so their names are part of its format."""
+    from park.projections import state
+
+    shapes = [
+        f"{cls.__name__}({','.join(f.name for f in dataclasses.fields(cls))})"
+        for cls in (
+            state.ParkState, state.JobView, state.UnitView, state.WorkerView,
+            state.LedgerEntry, state.DecayedUsage,
+        )
+    ]  # fmt: skip
+    return "park-snapshot-2:" + hashlib.sha256(";".join(shapes).encode()).hexdigest()[:16]
+
+
+FORMAT = _format()
 _KEEP = 2
 
 

@@ -196,3 +196,51 @@ def test_numbers_json_cannot_carry_are_refused(client: TestClient, report: str) 
     )
     assert refused.status_code == 422
     assert refused.json()["error"]["message"].startswith("spec.")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "field"),
+    [
+        ("GET", "/v1/events?after=100000000000000000000", {}, "after"),
+        ("GET", "/v1/events/stream", {"headers": {"Last-Event-ID": "9" * 30}}, "Last-Event-ID"),
+        ("POST", "/v1/workers", {"json": {"name": "p", "policy": "job", "job": "nope"}}, "job"),
+        ("POST", "/v1/jobs", {"json": {"kind": "fit", "spec": {"model": {"builtin": ["line"]}}}},
+         "spec"),
+        ("POST", "/v1/jobs", {"json": {"kind": "fit", "spec": {"model": "-" * 5000 + "a*x"}}},
+         "spec"),
+    ],
+)  # fmt: skip
+def test_odd_input_is_a_4xx_naming_the_field(
+    client: TestClient, method: str, path: str, kwargs: dict[str, Any], field: str
+) -> None:
+    response = client.request(method, path, **kwargs)
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["error"]["message"].startswith(field), response.json()
+
+
+def test_a_huge_plan_is_refused_at_submission(tmp_path: Path) -> None:
+    service = ParkService(SqliteEventLog.in_data_dir(tmp_path / "big"))
+    with TestClient(create_app(service)) as client:  # the default body limit
+        spec = {"function": "park.builtins:sleep", "inputs": [0] * 100_001, "chunk": 1}
+        response = client.post("/v1/jobs", json={"kind": "map", "spec": spec})
+        assert response.status_code == 422
+        assert "would plan 100,001 units" in response.json()["error"]["message"]
+        assert offset(client) == 0
+        spec["chunk"] = 2  # the same work in fewer units is fine
+        assert client.post("/v1/jobs", json={"kind": "map", "spec": spec}).status_code == 201
+
+
+def test_an_oversize_body_without_a_length_is_413(client: TestClient) -> None:
+    def chunks():  # type: ignore[no-untyped-def]
+        yield b'{"kind": "map", "spec": {"function": "park.builtins:sleep", "inputs": ['
+        for _ in range(20):
+            yield b"0," * 5000
+        yield b"0]}}"
+
+    before = offset(client)
+    response = client.post(
+        "/v1/jobs", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["message"].startswith("body:")
+    assert offset(client) == before

@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 
+from park.commands import grant_events
 from park.domain import Priority, WorkerPolicy
 from park.events.schema import BudgetSet, PolicyConfigured, UnitCompleted, WorkerJoined
 from park.projections.state import ParkState
@@ -213,3 +214,21 @@ def test_leases_hold_about_max_seconds_of_work_by_each_jobs_unit_time() -> None:
     fold(*job("slow", "bob", Priority.URGENT, 4.0, 5), state=state)
     leased = [g.job_id for g in grant(state, WorkRequest("any", 500, 4.0, 0.5))]
     assert leased == ["slow"]
+
+
+def test_a_multi_unit_lease_equals_single_grants_even_for_an_aged_job() -> None:
+    events = [
+        ANY,
+        *job("old", "ann", Priority.FREE, 0.0, 50),
+        *job("new", "bob", Priority.NORMAL, 0.0, 50),
+    ]
+    at = 1000.0  # both have waited long enough for an age boost
+    singles = fold(*events)
+    one_by_one = lease(singles, "any", 12, at=at)
+    batched = fold(*events)
+    grants = grant(batched, WorkRequest("any", 12, at))
+    fold(*grant_events(batched, "any", grants, now=at, lease_seconds=60), state=batched)
+    assert [g.job_id for g in grants] == one_by_one
+    assert {j: batched.jobs[j].vpass for j in ("old", "new")} == {
+        j: singles.jobs[j].vpass for j in ("old", "new")
+    }
