@@ -3,8 +3,10 @@ or a Kafka topic shared with other servers; `park scheduler`: a scheduler alone.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,7 +117,8 @@ def serve(options: ServeOptions) -> None:
         workers.start()
 
     async def stop_workers() -> None:
-        workers.stop()
+        # in a thread: the workers' goodbyes (DELETE /v1/workers/ID) need this event loop
+        await asyncio.to_thread(workers.stop)
 
     service = build_service(options)
     app = create_app(
@@ -127,18 +130,29 @@ def serve(options: ServeOptions) -> None:
     config = uvicorn.Config(
         app, host=options.host, port=options.port, log_level="warning", access_log=False
     )
-    ParkUvicorn(config, service).run()
+    ParkUvicorn(config, service, before_shutdown=stop_workers).run()
 
 
 class ParkUvicorn(uvicorn.Server):
     """uvicorn drains in-flight requests before the app's shutdown handlers run; lease
     long-polls are told to answer first, so a stop takes well under a second."""
 
-    def __init__(self, config: uvicorn.Config, service: ParkService) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        service: ParkService,
+        *,
+        before_shutdown: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         super().__init__(config)
         self._service = service
+        self._before_shutdown = before_shutdown
 
     async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        """Local workers leave while the server still listens (so their leases are given
+        back at once, and they are not left registered); then polls end, then uvicorn."""
+        if self._before_shutdown is not None:
+            await self._before_shutdown()
         self._service.close_polls()
         await super().shutdown(sockets)
 

@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -22,10 +23,14 @@ from typing import IO, TYPE_CHECKING
 from park.client.errors import ServiceUnavailable
 from park.client.http import ParkHttp
 from park.client.service import RemoteService
+from park.identity import usertag
 from park.worker.local import LocalWorkers
 
 if TYPE_CHECKING:
     from park.server import ParkUvicorn
+
+
+ADDRESS = "local.json"
 
 
 def default_data_dir() -> Path:
@@ -64,27 +69,31 @@ class LocalService(RemoteService):
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 lock.close()
-                self.url = self._url_of_owner(data_dir)
+                self.url, self.token = self._address_of_owner(data_dir)
             else:
                 self._lock_file = lock
+                (data_dir / ADDRESS).unlink(missing_ok=True)  # a dead owner's address
                 self.url = self._serve(data_dir)
-            self._http = ParkHttp(self.url)
+            self._http = ParkHttp(self.url, self.token)
             atexit.register(self.shutdown)
 
-    def _url_of_owner(self, data_dir: Path, timeout: float = 20.0) -> str:
-        """Another process serves this data directory: use it once it has said where."""
+    def _address_of_owner(self, data_dir: Path, timeout: float = 20.0) -> tuple[str, str]:
+        """Another process serves this data directory: use it once it has said where (and
+        with which token: only this user can read the file)."""
         deadline = time.monotonic() + timeout
-        address = data_dir / "local.json"
+        address = data_dir / ADDRESS
         while time.monotonic() < deadline:
             with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, KeyError):
-                return str(json.loads(address.read_text())["url"])
+                said = json.loads(address.read_text())
+                return str(said["url"]), str(said["token"])
             time.sleep(0.05)
         raise ServiceUnavailable(f"the local park service in {data_dir} did not say its address")
 
     def _serve(self, data_dir: Path) -> str:
         import uvicorn  # the server side is only loaded by the process that serves
 
-        from park.api.app import create_app
+        from park.api.app import ApiSettings, create_app
+        from park.api.auth import Role, TokenTable
         from park.events.sqlite import SqliteEventLog
         from park.server import ParkUvicorn
         from park.service.engine import ParkService
@@ -93,7 +102,14 @@ class LocalService(RemoteService):
         service = ParkService(
             SqliteEventLog.in_data_dir(data_dir), snapshots=SnapshotStore.in_data_dir(data_dir)
         )
-        app = create_app(service)
+        # Even on loopback, other accounts on this machine must not reach a service whose
+        # workers run any function: it takes random tokens, kept in a file only we read.
+        self.token = secrets.token_urlsafe(24)
+        worker_token = secrets.token_urlsafe(24)
+        tokens = TokenTable(
+            {self.token: (usertag(), Role.ADMIN), worker_token: ("local-workers", Role.WORKER)}
+        )
+        app = create_app(service, ApiSettings(tokens=tokens))
         config = uvicorn.Config(
             app, host="127.0.0.1", port=0, log_level="warning", access_log=False, lifespan="on"
         )
@@ -107,9 +123,12 @@ class LocalService(RemoteService):
             time.sleep(0.01)
         port = server.servers[0].sockets[0].getsockname()[1]
         url = f"http://127.0.0.1:{port}"
-        (data_dir / "local.json").write_text(json.dumps({"url": url, "pid": os.getpid()}))
+        said = json.dumps({"url": url, "pid": os.getpid(), "token": self.token})
+        fd = os.open(data_dir / ADDRESS, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(said)
         env = {"PARK_ALLOWED_FUNCTIONS": os.environ.get("PARK_ALLOWED_FUNCTIONS", "*")}
-        self._local_workers = LocalWorkers(url, self.workers, env=env)
+        self._local_workers = LocalWorkers(url, self.workers, token=worker_token, env=env)
         self._local_workers.start()
         self._server, self._thread = server, thread
         return url
