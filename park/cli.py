@@ -18,12 +18,11 @@ from rich.table import Table
 
 from park.client.errors import BadRequest, JobCancelled, JobFailed, ParkClientError
 from park.client.http import DEFAULT_SERVER, ParkHttp
-from park.client.job import Job
+from park.client.job import FINAL, Job
 from park.client.service import RemoteService
 from park.identity import usertag
 
 console = Console()
-FINAL = ("complete", "failed", "cancelled")
 
 
 def _server_args(p: argparse.ArgumentParser) -> None:
@@ -286,6 +285,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
             log = KafkaEventLog(args.log, create=False)
         else:
+            if not (Path(args.data_dir) / "events.sqlite3").is_file():
+                console.print(f"[red]park replay: no event log in {args.data_dir}[/red]")
+                return 2
             log = SqliteEventLog.in_data_dir(args.data_dir)
         try:
             report = await replay(log, to=args.to, verify=args.verify)

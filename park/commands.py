@@ -31,6 +31,7 @@ from park.events.schema import (
     WorkerJoined,
     WorkerLeft,
     WorkRequested,
+    job_id_of,
 )
 from park.kinds import KINDS, SpecError
 from park.projections.state import JobView, ParkState, WorkerView
@@ -439,9 +440,4 @@ def expire_leases(state: ParkState, now: float) -> list[Event]:
 
 
 def jobs_touched(events: Iterable[Event]) -> set[str]:
-    touched = set()
-    for e in events:
-        job_id = getattr(e, "job_id", None)
-        if job_id is not None:
-            touched.add(job_id)
-    return touched
+    return {job_id for e in events if (job_id := job_id_of(e)) is not None}

@@ -47,7 +47,6 @@ class UnitStatus(StrEnum):
     LEASED = "leased"
     DONE = "done"
     FAILED = "failed"
-    DROPPED = "dropped"
 
 
 class WorkerPolicy(StrEnum):

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from park.client.errors import JobCancelled, JobFailed
+from park.domain import JobStatus
 
 if TYPE_CHECKING:
     from park.client.service import RemoteService
 
-FINAL = frozenset({"complete", "failed", "cancelled"})
+FINAL = frozenset(status.value for status in JobStatus if status.is_final)
 
 
 class Job:

@@ -16,6 +16,12 @@ from park.domain import Priority, WorkerPolicy
 JsonValue = Any
 
 
+def _unset(value: object) -> bool:
+    """Fields added for Kafka mode are written only when set (None, False or a zero wait
+    are their defaults)."""
+    return value is None or value is False
+
+
 class EventBase(BaseModel):
     # No NaN or infinity: JSON has no way to write them, so they could not be read back.
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -107,11 +113,13 @@ class WorkRequested(EventBase):
     worker_id: str
     max_units: int
     max_seconds: float | None = None
-    request_id: str | None = None
-    pending: bool = False
-    wait: float = 0.0
-    granted: int | None = None
-    basis: int | None = None
+    # Kafka mode only; left out of the JSON when unset, so a single server's log reads as
+    # before (also by an older park).
+    request_id: str | None = Field(default=None, exclude_if=_unset)
+    pending: bool = Field(default=False, exclude_if=_unset)
+    wait: float = Field(default=0.0, exclude_if=lambda wait: wait == 0.0)
+    granted: int | None = Field(default=None, exclude_if=_unset)
+    basis: int | None = Field(default=None, exclude_if=_unset)
 
 
 class UnitGranted(EventBase):
@@ -130,7 +138,7 @@ class UnitGranted(EventBase):
     reserved: float
     vstart: float = 0.0
     vpass: float = 0.0
-    request_id: str | None = None
+    request_id: str | None = Field(default=None, exclude_if=_unset)  # Kafka mode only
 
 
 class LeaseExtended(EventBase):
@@ -213,5 +221,5 @@ def event_to_json(event: EventBase) -> str:
 
 
 def job_id_of(event: EventBase) -> str | None:
-    """The job an event concerns, if any (indexed by the log for per-job reads)."""
+    """The job an event concerns, if any."""
     return getattr(event, "job_id", None)

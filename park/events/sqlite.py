@@ -23,7 +23,6 @@ CREATE TABLE IF NOT EXISTS events (
     job_id TEXT,
     body TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_job ON events(job_id) WHERE job_id IS NOT NULL;
 """
 
 # Other processes (`park events`, a second reader) cannot be notified in-process; they
@@ -66,13 +65,6 @@ class SqliteEventLog(EventLog):
         cur = self._db.execute(
             "SELECT offset, body FROM events WHERE offset > ? ORDER BY offset LIMIT ?",
             (after, limit),
-        )
-        return [Recorded(offset, event_from_json(body)) for offset, body in cur]
-
-    async def read_job(self, job_id: str) -> list[Recorded]:
-        """Every event of one job (the story of a job, for debugging and audits)."""
-        cur = self._db.execute(
-            "SELECT offset, body FROM events WHERE job_id = ? ORDER BY offset", (job_id,)
         )
         return [Recorded(offset, event_from_json(body)) for offset, body in cur]
 

@@ -55,7 +55,6 @@ class JobView:
     status: JobStatus = JobStatus.PENDING
     started_at: float | None = None
     finished_at: float | None = None
-    last_granted_at: float | None = None
     units_total: int = 0
     units_done: int = 0
     result: Any = None
@@ -355,7 +354,6 @@ class ParkState:
         if job.status is JobStatus.PENDING:
             job.status = JobStatus.RUNNING
             job.started_at = e.at
-        job.last_granted_at = e.at
         worker.units.add(unit.id)
         self.leased[unit.id] = e.lease_deadline
         entry = self.ledger_entry(job.user, unit.priority)

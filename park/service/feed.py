@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from park.events.schema import Event
+from park.events.schema import Event, job_id_of
 from park.projections.state import ParkState
 from park.projections.views import job_json
 
@@ -54,7 +54,7 @@ class JobFeed:
     def record(self, folded: Iterable[tuple[int, Event]], state: ParkState) -> None:
         last: dict[str, int] = {}
         for offset, event in folded:
-            job_id = getattr(event, "job_id", None)
+            job_id = job_id_of(event)
             if job_id is not None and job_id in state.jobs:
                 last[job_id] = offset
         if not last:

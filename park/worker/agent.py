@@ -61,6 +61,7 @@ class WorkerAgent:
             timeout=httpx.Timeout(options.poll_seconds + 30.0, connect=5.0),
         )
         self._children = asyncio.Semaphore(options.cpus)
+        self._registering = asyncio.Lock()
         self._pool = ProcessPoolExecutor(
             max_workers=options.cpus, mp_context=multiprocessing.get_context("forkserver")
         )
@@ -146,11 +147,12 @@ class WorkerAgent:
             # (where another worker could have run them), yet this slot's lease overlaps
             # the other slot's report.
             async with self._children:
+                known_as = self.worker_id
                 try:
-                    answer = await self._call("POST", f"/v1/workers/{self.worker_id}/lease", lease)
+                    answer = await self._call("POST", f"/v1/workers/{known_as}/lease", lease)
                 except httpx.HTTPStatusError as err:
                     if err.response.status_code in (404, 409):  # forgotten or marked gone
-                        await self.register()
+                        await self._register_again(known_as)
                         continue
                     raise
                 units = answer["units"]
@@ -164,7 +166,28 @@ class WorkerAgent:
                     )
                 finally:
                     self.in_flight.difference_update(ids)
-            await self._call("POST", f"/v1/workers/{self.worker_id}/reports", {"reports": reports})
+            await self._report(reports)
+
+    async def _register_again(self, known_as: str | None) -> None:
+        """Once per loss, however many slots notice it."""
+        async with self._registering:
+            if self.worker_id == known_as:
+                await self.register()
+
+    async def _report(self, reports: list[dict[str, Any]]) -> None:
+        """Report a batch. If the server refuses it (a result too large, say), each unit
+        is reported failed with the server's reason rather than the work vanishing."""
+        path = f"/v1/workers/{self.worker_id}/reports"
+        try:
+            await self._call("POST", path, {"reports": reports})
+        except httpx.HTTPStatusError as err:
+            if err.response.status_code >= 500 or err.response.status_code in (401, 403):
+                raise
+            reason = f"the server refused the report ({err.response.status_code}): "
+            reason += err.response.text[:500]
+            failed = [{"unit_id": r["unit_id"], "ok": False, "error": reason} for r in reports]
+            with contextlib.suppress(httpx.HTTPStatusError):
+                await self._call("POST", path, {"reports": failed})
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
