@@ -37,7 +37,7 @@ from park.commands import UnitReport
 from park.domain import JobStatus
 from park.errors import Conflict, Forbidden, InvalidRequest, NotFound, ParkError
 from park.projections.state import JobView
-from park.projections.views import job_json, worker_json
+from park.projections.views import job_json, job_matcher, worker_json
 from park.scheduler.explain import explain, price_table
 from park.service.engine import ParkService
 
@@ -212,16 +212,10 @@ def create_app(
         limit: int = Query(default=1000, ge=1, le=100_000),
         who: Caller = Depends(caller),
     ) -> dict[str, Any]:
-        wanted = [t.split("=", 1) for t in tag]
+        matches = job_matcher(user, tag)
         jobs = []
         for job in reversed(service.state.jobs.values()):
-            if status and job.status not in status:
-                continue
-            if user is not None and job.user != user:
-                continue
-            if not all(
-                w[0] in job.tags and (len(w) == 1 or job.tags[w[0]] == w[1]) for w in wanted
-            ):
+            if (status and job.status not in status) or not matches(job.user, job.tags):
                 continue
             acting = who.acting_user()
             jobs.append(job_json(job, private=acting is None or acting == job.user))

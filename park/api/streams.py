@@ -16,6 +16,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from park.api.auth import Caller, Role
 from park.errors import Forbidden, InvalidRequest
+from park.projections.views import job_matcher
 from park.service.engine import ParkService
 from park.service.feed import snapshot
 
@@ -42,15 +43,8 @@ def _resume_offset(request: Request, after: int | None) -> int | None:
 
 
 def job_filter(user: str | None, tags: list[str]) -> Callable[[dict[str, Any]], bool]:
-    wanted = [t.split("=", 1) for t in tags]
-
-    def visible(job: dict[str, Any]) -> bool:
-        if user is not None and job["user"] != user:
-            return False
-        job_tags = job["tags"]
-        return all(w[0] in job_tags and (len(w) == 1 or job_tags[w[0]] == w[1]) for w in wanted)
-
-    return visible
+    matches = job_matcher(user, tags)
+    return lambda job: matches(job["user"], job["tags"])
 
 
 def stream_router(service: ParkService, caller: Callable[..., Caller]) -> APIRouter:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from park.kinds import KINDS
@@ -46,3 +47,15 @@ def worker_json(worker: WorkerView) -> dict[str, Any]:
         "units_leased": len(worker.units),
         "units_done": worker.units_done,
     }
+
+
+def job_matcher(user: str | None, tags: list[str]) -> Callable[[str, dict[str, str]], bool]:
+    """The listing and stream filter: `user`, and tags given as `key` or `key=value`."""
+    wanted = [t.split("=", 1) for t in tags]
+
+    def matches(job_user: str, job_tags: dict[str, str]) -> bool:
+        if user is not None and job_user != user:
+            return False
+        return all(w[0] in job_tags and (len(w) == 1 or job_tags[w[0]] == w[1]) for w in wanted)
+
+    return matches
