@@ -20,6 +20,7 @@ from park.events.schema import (
     JobFailed,
     JobPriorityChanged,
     JobSubmitted,
+    JobTagsChanged,
     LeaseExtended,
     PlannedUnit,
     PolicyConfigured,
@@ -159,6 +160,19 @@ def change_priority(
     if job.priority is priority:
         return []
     return [JobPriorityChanged(at=now, job_id=job_id, priority=priority)]
+
+
+def change_tags(
+    state: ParkState, job_id: str, tags: dict[str, str | None], *, by: str | None, now: float
+) -> list[Event]:
+    job = require_job(state, job_id)
+    require_owner(job, by)
+    if "user" in tags:
+        raise InvalidRequest("tags.user: the user tag cannot be changed", field="tags.user")
+    changes = {k: v for k, v in tags.items() if job.tags.get(k) != v}
+    if not changes:
+        return []
+    return [JobTagsChanged(at=now, job_id=job_id, tags=changes)]
 
 
 def register_worker(

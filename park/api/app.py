@@ -255,11 +255,13 @@ def create_app(
     async def patch_job(
         job_id: str, body: PatchJob, who: Caller = Depends(caller)
     ) -> dict[str, Any]:
+        if body.priority is None and body.tags is None:
+            raise InvalidRequest("body: give priority and/or tags to change", field="body")
+        job, _ = visible_job(job_id, who)
         if body.tags is not None:
-            raise InvalidRequest("tags: changing tags is not supported yet", field="tags")
-        if body.priority is None:
-            raise InvalidRequest("priority: nothing to change", field="priority")
-        job = await service.change_priority(job_id, body.priority, by=who.acting_user())
+            job = await service.change_tags(job_id, body.tags, by=who.acting_user())
+        if body.priority is not None:
+            job = await service.change_priority(job_id, body.priority, by=who.acting_user())
         return job_json(job)
 
     # -- workers and units ----------------------------------------------------------------

@@ -42,7 +42,9 @@ class SubmitJob(Body):
 
 class PatchJob(Body):
     priority: Priority | None = None
-    tags: dict[str, str] | None = None
+    tags: dict[str, str | None] | None = Field(
+        default=None, description="tags to set; a null value removes the tag"
+    )
 
 
 class RegisterWorker(Body):

@@ -146,15 +146,15 @@ class _Reader:
         return self.next == kafka_offset
 
     def position_at(self, kafka_offset: int) -> None:
-        if self.next == kafka_offset:
-            return
+        """The stash holds consecutive records ending just before `next`."""
         if self.stash and self.stash[0].offset <= kafka_offset < self.next:
             while self.stash and self.stash[0].offset < kafka_offset:
                 self.stash.popleft()
             return
         self.stash.clear()
-        self.consumer.seek(self.tp, kafka_offset)
-        self.next = kafka_offset
+        if self.next != kafka_offset:
+            self.consumer.seek(self.tp, kafka_offset)
+            self.next = kafka_offset
 
     async def take(self, limit: int, timeout_ms: int) -> list[Any]:
         if self.stash:
@@ -193,7 +193,8 @@ class KafkaEventLog(EventLog):
         self._tail: _Reader | None = None  # sequential reads and waits (a follower's tail)
         self._random: _Reader | None = None  # reads elsewhere (audit pages, replays)
         self._probe: AIOKafkaConsumer | None = None
-        # The newest offset this process appended or saw: a lower bound of the log's end.
+        # The newest offset this process appended, read or saw: a lower bound of the log's
+        # end, so a `wait` behind it returns at once without fetching.
         self._known_end = 0
 
     # -- connection -----------------------------------------------------------------------
@@ -313,11 +314,25 @@ class KafkaEventLog(EventLog):
             finally:
                 if reader is self._random:
                     reader.consumer.pause(self._tp)
+        if records:
+            self._known_end = max(self._known_end, records[-1].offset + 1)
         return [Recorded(r.offset + 1, event_from_json(r.value)) for r in records]
 
     async def _read(self, reader: _Reader, after: int, limit: int) -> list[Any]:
         reader.position_at(after)
         records = await reader.take(limit, timeout_ms=2 * self.settings.fetch_wait_ms)
+        if records and records[0].offset != after:  # the consumer moved (an offset reset)
+            reader.stash.clear()
+            reader.consumer.seek(self._tp, after)
+            reader.next = after
+            records = await reader.take(limit, timeout_ms=2 * self.settings.fetch_wait_ms)
+            if records and records[0].offset != after:
+                raise KafkaLogError(f"asked for offset {after}, got {records[0].offset}")
+        while records and len(records) < limit:  # what is fetched already, up to `limit`
+            more = await reader.take(limit - len(records), timeout_ms=0)
+            if not more:
+                break
+            records.extend(more)
         if records or await self.last_offset() <= after:
             return records
         deadline = time.monotonic() + self.settings.request_timeout_ms / 1000

@@ -63,6 +63,14 @@ class JobPriorityChanged(EventBase):
     priority: Priority
 
 
+class JobTagsChanged(EventBase):
+    """Tags set (or, with None, removed); the `user` tag is identity and never changes."""
+
+    type: Literal["job.tags_changed"] = "job.tags_changed"
+    job_id: str
+    tags: dict[str, str | None]
+
+
 class JobCancelled(EventBase):
     type: Literal["job.cancelled"] = "job.cancelled"
     job_id: str
@@ -193,6 +201,7 @@ Event = Annotated[
     JobSubmitted
     | UnitsPlanned
     | JobPriorityChanged
+    | JobTagsChanged
     | JobCancelled
     | JobCompleted
     | JobFailed

@@ -25,6 +25,7 @@ from park.events.schema import (
     JobFailed,
     JobPriorityChanged,
     JobSubmitted,
+    JobTagsChanged,
     LeaseExtended,
     PolicyConfigured,
     UnitCompleted,
@@ -257,6 +258,18 @@ class ParkState:
         if job is not None and job.active:
             job.priority = e.priority
 
+    def _tags_changed(self, e: JobTagsChanged) -> None:
+        job = self.jobs.get(e.job_id)
+        if job is None:
+            return
+        for key, value in e.tags.items():
+            if key == "user":
+                continue
+            if value is None:
+                job.tags.pop(key, None)
+            else:
+                job.tags[key] = value
+
     def _job_cancelled(self, e: JobCancelled) -> None:
         job = self.jobs.get(e.job_id)
         if job is not None and job.active:
@@ -458,6 +471,7 @@ _HANDLERS: dict[type, Any] = {
     JobSubmitted: ParkState._job_submitted,
     UnitsPlanned: ParkState._units_planned,
     JobPriorityChanged: ParkState._priority_changed,
+    JobTagsChanged: ParkState._tags_changed,
     JobCancelled: ParkState._job_cancelled,
     JobCompleted: ParkState._job_completed,
     JobFailed: ParkState._job_failed,

@@ -225,6 +225,13 @@ class ParkService:
             await self._run(events)
         return self.state.jobs[job_id]
 
+    async def change_tags(
+        self, job_id: str, tags: dict[str, str | None], *, by: str | None
+    ) -> JobView:
+        async with self._lock:
+            await self._run(commands.change_tags(self.state, job_id, tags, by=by, now=self.clock()))
+        return self.state.jobs[job_id]
+
     async def register_worker(
         self,
         *,
