@@ -245,7 +245,7 @@ def e2e(name: str, base: Path, workers: int, units: int, log_url: str | None) ->
         httpx.Client(base_url=url, timeout=60) as http,
     ):
         run_job(http, 4 * workers, 120)  # warm-up: every worker's child started
-        seconds = run_job(http, units, 600)
+        seconds = run_job(http, units, 180)
     print(
         f"e2e {name:26}: {units} units {seconds:6.2f}s {units / seconds:7.0f} units/s", flush=True
     )
@@ -253,6 +253,8 @@ def e2e(name: str, base: Path, workers: int, units: int, log_url: str | None) ->
 
 
 def main() -> None:
+    # A SIGTERM ends the run through the `finally` blocks: every process started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--units", type=int, default=2_000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
@@ -52,8 +53,10 @@ async def test_batches_from_two_clients_stay_contiguous(kafka_bootstrap: str) ->
         )
         for batch in batches:
             assert batch == list(range(batch[0], batch[0] + 20))
-        records = await a.read(after=0, limit=1000)
-        assert [r.offset for r in records] == list(range(1, 241))
+        offsets: list[int] = []
+        while records := await a.read(after=len(offsets), limit=1000):
+            offsets.extend(r.offset for r in records)
+        assert offsets == list(range(1, 241))
     finally:
         await a.close()
         await b.close()
@@ -72,3 +75,22 @@ def test_log_urls() -> None:
     assert KafkaSettings.from_url("kafka://h:1").topic == "park-events"
     with pytest.raises(ValueError):
         KafkaSettings.from_url("kafka://h:1/t?nonsense=1")
+
+
+def test_kafka_mode_fields_are_written_only_when_set() -> None:
+    """A single server's log reads as before (an older park parses it); an ask and a
+    decision keep every field, zeros included."""
+    from park.events.schema import UnitGranted, WorkRequested, event_from_json, event_to_json
+
+    plain = WorkRequested(at=1.0, worker_id="w", max_units=2)
+    grant = UnitGranted(
+        at=1.0, unit_id="j/0", job_id="j", worker_id="w", lease_deadline=2.0, price=0, reserved=0
+    )
+    for event in (plain, grant):
+        keys = set(json.loads(event_to_json(event)))
+        assert not keys & {"request_id", "pending", "wait", "granted", "basis"}
+    ask = WorkRequested(at=1.0, worker_id="w", max_units=2, request_id="r", pending=True, wait=9)
+    decision = WorkRequested(at=2.0, worker_id="w", max_units=2, request_id="r", granted=0, basis=0)
+    for event in (plain, grant, ask, decision):
+        assert event_from_json(event_to_json(event)) == event
+    assert '"granted":0' in event_to_json(decision) and '"basis":0' in event_to_json(decision)
