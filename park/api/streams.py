@@ -113,4 +113,6 @@ async def _log_events(service: ParkService, after: int) -> AsyncIterator[ServerS
                 f'{{"offset": {rec.offset}, "event": {body}}}', event="event", id=str(after)
             )
         if not records:
-            await service.log.wait(after, _WAKE_SECONDS)
+            # woken by every fold, in both modes (on Kafka the log's own reader is the
+            # follower's: waiting on it here would compete with it)
+            await service.wait_for_change(_WAKE_SECONDS)

@@ -179,7 +179,7 @@ def test_a_malformed_result_fails_its_unit_and_never_reaches_the_fold(
     ],
 )
 def test_numbers_json_cannot_carry_are_refused(client: TestClient, report: str) -> None:
-    job, worker, unit = leased_unit(client)
+    _, worker, unit = leased_unit(client)
     before = offset(client)
     response = client.post(
         f"/v1/workers/{worker}/reports",
