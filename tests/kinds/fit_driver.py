@@ -60,6 +60,7 @@ def drive(
             kind.planned(state, payload)
             queue.extend(payload)
         else:
+            assert kind.check_result(state, payload, result) is None, result
             kind.absorb(state, payload, result)
             queue.remove(payload)
             run.units += 1
@@ -81,6 +82,7 @@ def drive(
         k = order.randrange(min(concurrency, len(queue))) if shuffle is not None else 0
         payload = queue.pop(k)
         result = _json(kind.run_unit(payload))
+        assert kind.check_result(state, payload, result) is None, result
         kind.absorb(state, payload, result)
         run.folds.append(("absorb", payload, result))
         run.units += 1
@@ -96,5 +98,6 @@ def replay(spec: dict[str, Any], folds: list[tuple[str, Any, Any]]) -> Any:
         if what == "planned":
             kind.planned(state, payload)
         else:
+            assert kind.check_result(state, payload, result) is None, result
             kind.absorb(state, payload, result)
     return state

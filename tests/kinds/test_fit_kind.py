@@ -193,3 +193,19 @@ def test_results_and_payloads_are_plain_json() -> None:
         json.dumps(result, allow_nan=False)
     json.dumps(run.result, allow_nan=False)
     assert run.result["generations"] <= 3
+
+
+def test_malformed_worker_results_are_named_not_absorbed() -> None:
+    from park.kinds import KINDS
+
+    fit = KINDS["fit"]
+    local = {"task": "local", "starts": [[1.0], [2.0]]}
+    grid = {"task": "grid", "start": 0, "stop": 3}
+    evaluate = {"task": "evaluate", "vectors": [[1.0]]}
+    assert fit.check_result(None, local, [1]) == "expected an object"
+    assert "2 starts" in (fit.check_result(None, local, {"fits": [{"chisq": 1, "nfev": 1}]}) or "")
+    assert fit.check_result(None, local, {"fits": [{"chisq": 1, "nfev": 1}] * 2}) is None
+    assert "nfev" in (fit.check_result(None, local, {"fits": [{"chisq": 1}] * 2}) or "")
+    assert "3 points" in (fit.check_result(None, grid, {"chisq": [1.0]}) or "")
+    assert fit.check_result(None, grid, {"chisq": [1.0, None, 2]}) is None
+    assert "number or null" in (fit.check_result(None, evaluate, {"chisq": ["x"]}) or "")

@@ -49,6 +49,38 @@ class FitKind(JobKind):
     def absorb(self, state: FitState, payload: dict[str, Any], result: Any) -> None:
         _BY_STATE[type(state)].absorb(state, payload, result)
 
+    def check_result(self, state: FitState, payload: dict[str, Any], result: Any) -> str | None:
+        """The shape each task's worker side returns, checked without copying the state
+        (a scan's state holds its whole chi-squared surface)."""
+        if not isinstance(result, dict):
+            return "expected an object"
+        if payload["task"] == "local":
+            fits = result.get("fits")
+            if not isinstance(fits, list) or len(fits) != len(payload["starts"]):
+                return f"expected 'fits' for {len(payload['starts'])} starts"
+            if not all(
+                isinstance(f, dict) and _number_or_none(f.get("chisq")) and _count(f.get("nfev"))
+                for f in fits
+            ):
+                return "each fit needs a 'chisq' (number or null) and an 'nfev' count"
+            stats = result.get("stats")
+            if stats is not None and not (
+                isinstance(stats, dict) and _number_or_none(stats.get("chisq"))
+                and _count(result.get("best")) and result["best"] < len(fits)
+            ):  # fmt: skip
+                return "'stats' needs a 'chisq' and 'best' the index of one of the fits"
+            return None
+        expected = (
+            len(payload["vectors"]) if payload["task"] == "evaluate"
+            else payload["stop"] - payload["start"]
+        )  # fmt: skip
+        chisq = result.get("chisq")
+        if not isinstance(chisq, list) or len(chisq) != expected:
+            return f"expected 'chisq' for {expected} points"
+        if not all(_number_or_none(c) for c in chisq):
+            return "each chi-squared must be a number or null"
+        return None
+
     def next_units(self, spec: dict[str, Any], state: FitState) -> list[dict[str, Any]]:
         # A planning error must not take the server down: plan nothing, and `outcome`
         # (which repeats the same deterministic planning) fails the job with the reason.
@@ -79,3 +111,11 @@ class FitKind(JobKind):
     @staticmethod
     def run_unit(payload: dict[str, Any]) -> Any:
         return _TASKS[payload["task"]](payload)
+
+
+def _number_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
