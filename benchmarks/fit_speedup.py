@@ -111,7 +111,8 @@ def in_process(spec: dict[str, Any]) -> Run:
     units = kind.next_units(normal, state)
     kind.planned(state, units)
     started, cpu = time.perf_counter(), time.process_time()
-    results = [FitKind.run_unit(payload) for payload in units]
+    context = kind.unit_context(normal)
+    results = [FitKind.run_unit({**context, **payload}) for payload in units]
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     for payload, result in zip(units, results, strict=True):
         kind.absorb(state, payload, result)

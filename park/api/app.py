@@ -36,6 +36,7 @@ from park.api.web import web_router
 from park.commands import UnitReport
 from park.domain import JobStatus
 from park.errors import Conflict, Forbidden, InvalidRequest, NotFound, ParkError
+from park.kinds import KINDS
 from park.projections.state import JobView
 from park.projections.views import job_json, job_matcher, worker_json
 from park.scheduler.explain import explain, price_table
@@ -301,7 +302,10 @@ def create_app(
     ) -> dict[str, Any]:
         act_as_worker(worker_id, who)
         leased = await service.lease(worker_id, body.max_units, body.wait, body.max_seconds)
+        jobs = {lu.job.id: lu.job for lu in leased}
         return {
+            # what all units of a job share, once per job: merge each unit's payload over it
+            "contexts": {j: KINDS[job.kind].unit_context(job.spec) for j, job in jobs.items()},
             "units": [
                 {
                     "id": lu.unit.id,
@@ -311,7 +315,7 @@ def create_app(
                     "lease_deadline": lu.lease_deadline,
                 }
                 for lu in leased
-            ]
+            ],
         }
 
     @app.post("/v1/workers/{worker_id}/reports")

@@ -75,6 +75,11 @@ class JobKind(abc.ABC):
     def progress(self, state: Any) -> dict[str, Any]:
         """Kind-specific progress shown with the job (e.g. the best chi-squared so far)."""
 
+    def unit_context(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """What every unit of a job shares (a fit's model and data): sent with each lease
+        and merged under the unit's payload by the worker, never stored in each unit."""
+        return {}
+
     @staticmethod
     @abc.abstractmethod
     def functions_of(payload: dict[str, Any]) -> list[str]:

@@ -158,6 +158,9 @@ class WorkerAgent:
                 units = answer["units"]
                 if not units:
                     continue
+                contexts = answer.get("contexts", {})
+                for unit in units:
+                    unit["payload"] = {**contexts.get(unit["job_id"], {}), **unit["payload"]}
                 ids = [u["id"] for u in units]
                 self.in_flight.update(ids)
                 try:

@@ -81,7 +81,7 @@ def drive(
             raise AssertionError("the kind planned nothing and is not finished")
         k = order.randrange(min(concurrency, len(queue))) if shuffle is not None else 0
         payload = queue.pop(k)
-        result = _json(kind.run_unit(payload))
+        result = _json(kind.run_unit({**kind.unit_context(normalised), **payload}))
         assert kind.check_result(state, payload, result) is None, result
         kind.absorb(state, payload, result)
         run.folds.append(("absorb", payload, result))

@@ -23,6 +23,7 @@ from park.commands import (
 )
 from park.domain import Priority, WorkerPolicy
 from park.events.schema import Event, event_from_json, event_to_json
+from park.kinds import KINDS
 from park.projections.state import JobView, ParkState
 from park.worker.runner import AllowList, run_unit
 
@@ -115,8 +116,10 @@ class InProcessPark:
             reports = []
             for unit_id in units:
                 unit = self.state.units[unit_id]
+                job_view = self.state.jobs[job_id]
+                context = KINDS[job_view.kind].unit_context(job_view.spec)  # as the lease sends it
                 report = run_unit(
-                    {"id": unit_id, "kind": self.state.jobs[job_id].kind, "payload": unit.payload},
+                    {"id": unit_id, "kind": job_view.kind, "payload": {**context, **unit.payload}},
                     allow,
                 )
                 report = json.loads(json.dumps(report))  # as over HTTP

@@ -190,12 +190,16 @@ def test_function_models_go_through_the_allow_list() -> None:
     state = FIT.start(fit)
     payloads = FIT.next_units(fit, state)
     assert payloads
-    assert FIT.functions_of(payloads[0]) == ["tests.kinds.models:exponential_decay"]
-    unit = {"id": "u1", "kind": "fit", "payload": payloads[0]}
+    merged = {**FIT.unit_context(fit), **payloads[0]}  # what a worker runs
+    assert FIT.functions_of(merged) == ["tests.kinds.models:exponential_decay"]
+    unit = {"id": "u1", "kind": "fit", "payload": merged}
     refused = run_unit(unit, AllowList())
     assert not refused["ok"] and "not allowed" in refused["error"]
     allowed = run_unit(unit, AllowList(("tests.kinds.models:*",)))
     assert allowed["ok"], allowed.get("error")
     # Expression models call no function: nothing for the allow list to check.
     plain = FIT.parse_spec(spec())
-    assert FIT.functions_of(FIT.next_units(plain, FIT.start(plain))[0]) == []
+    assert (
+        FIT.functions_of({**FIT.unit_context(plain), **FIT.next_units(plain, FIT.start(plain))[0]})
+        == []
+    )

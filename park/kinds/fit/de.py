@@ -20,7 +20,7 @@ import numpy as np
 
 from park.kinds.base import Finished
 from park.kinds.fit.local import LocalResults, local_payloads
-from park.kinds.fit.problem import finite_or_none, problem_payload
+from park.kinds.fit.problem import finite_or_none
 from park.kinds.fit.result import assemble
 from park.kinds.fit.sampling import free_layout, generator, sample
 
@@ -59,7 +59,6 @@ def _per_unit(spec: dict[str, Any], size: int) -> int:
 def _evaluate_payloads(
     spec: dict[str, Any], generation: int, vectors: list[list[float]], size: int
 ) -> list[dict[str, Any]]:
-    problem = problem_payload(spec)
     per_unit = _per_unit(spec, size)
     return [
         {
@@ -68,7 +67,6 @@ def _evaluate_payloads(
             "generation": generation,
             "offset": i,
             "vectors": vectors[i : i + per_unit],
-            "problem": problem,
         }
         for i in range(0, len(vectors), per_unit)
     ]

@@ -14,7 +14,8 @@ from typing import Any
 
 from park.kinds.base import Finished, JobKind
 from park.kinds.fit import de, multistart, scan
-from park.kinds.fit.problem import run_evaluate, run_grid, run_local
+from park.kinds.fit.problem import problem_payload, run_evaluate, run_grid, run_local
+from park.kinds.fit.scan import axes
 from park.kinds.fit.spec import parse_spec
 
 FitState = multistart.MultistartState | de.DEState | scan.ScanState
@@ -102,6 +103,12 @@ class FitKind(JobKind):
     def progress(self, state: FitState) -> dict[str, Any]:
         info: dict[str, Any] = _BY_STATE[type(state)].progress(state)
         return info
+
+    def unit_context(self, spec: dict[str, Any]) -> dict[str, Any]:
+        context: dict[str, Any] = {"problem": problem_payload(spec)}
+        if spec["method"] == "scan":
+            context["axes"] = list(axes(spec).values())
+        return context
 
     @staticmethod
     def functions_of(payload: dict[str, Any]) -> list[str]:

@@ -11,17 +11,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from park.kinds.fit.problem import TIE, preferred, problem_payload
+from park.kinds.fit.problem import TIE, preferred
 
 
 def local_payloads(
     spec: dict[str, Any], starts: list[list[float]], per_unit: int, first: int = 0, **extra: Any
 ) -> list[dict[str, Any]]:
-    problem = problem_payload(spec)
     return [
         {
             "task": "local",
-            "problem": problem,
             "first": first + i,
             "starts": starts[i : i + per_unit],
             "scale_covar": spec["options"]["scale_covar"],

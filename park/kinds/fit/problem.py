@@ -1,8 +1,9 @@
 """Worker-side numerics of a fit: chi-squared, local least squares, and the statistics.
 
-A unit's payload carries the whole problem (model, data, parameter layout, local-solver
-settings) as plain JSON, built once by `problem_payload` from the normalised spec, so any
-worker can run any unit without the server.
+A unit runs on its payload merged over its job's context: the whole problem (model,
+data, parameter layout, local-solver settings) as plain JSON, built by `problem_payload`
+from the normalised spec and sent with each lease, so units stored on the log stay small
+and any worker can run any unit.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ import numpy as np
 
 from park.kinds.base import Finished
 from park.kinds.fit.local import LocalResults, local_payloads
-from park.kinds.fit.problem import problem_payload
 from park.kinds.fit.result import assemble
 
 
@@ -59,13 +58,10 @@ def best_index(state: ScanState) -> int:
 
 def next_units(spec: dict[str, Any], state: ScanState) -> list[dict[str, Any]]:
     if state.planned == 0:
-        problem, grid = problem_payload(spec), axes(spec)
         per_unit = spec["options"]["per_unit"]
         return [
             {
                 "task": "grid",
-                "problem": problem,
-                "axes": list(grid.values()),
                 "start": i,
                 "stop": min(i + per_unit, state.total),
             }
