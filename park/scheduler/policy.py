@@ -56,11 +56,12 @@ def may_serve(worker: WorkerView, job: JobView) -> bool:
     return True
 
 
-def effective_priority(state: ParkState, job: JobView) -> Priority:
-    """A user whose budget is spent runs paid work as `free` (never killed)."""
+def effective_priority(state: ParkState, job: JobView, reserving: float = 0.0) -> Priority:
+    """A user whose budget is spent runs paid work as `free` (never killed). `reserving`:
+    credit this request has already reserved for the user, not yet on the state."""
     if job.priority is not Priority.FREE:
         left = state.budget_left(job.user)
-        if left is not None and left <= 0:
+        if left is not None and left - reserving <= 0:
             return Priority.FREE
     return job.priority
 
@@ -86,9 +87,11 @@ def age_boost(state: ParkState, job: JobView, now: float) -> float:
     return min(policy.age_cap, 1.0 + waited / policy.age_scale)
 
 
-def job_weight(state: ParkState, job: JobView, now: float, *, aged: bool = True) -> float:
+def job_weight(
+    state: ParkState, job: JobView, now: float, *, aged: bool = True, reserving: float = 0.0
+) -> float:
     """`aged=False`: the job was just served (no age boost)."""
-    priority = effective_priority(state, job)
+    priority = effective_priority(state, job, reserving)
     return (
         state.policy.weights[priority]
         * fairshare_factor(state, job.user, now)
@@ -132,6 +135,7 @@ def grant(state: ParkState, request: WorkRequest) -> list[Grant]:
     # untouched jobs in order, so a multi-unit lease equals that many single grants.
     advanced: list[tuple[int, float, float, str]] = []
     taken: dict[str, int] = {}
+    reserved: dict[str, float] = {}  # per user, by the grants made so far in this request
     grants: list[Grant] = []
     budget = request.max_seconds
     while len(grants) < request.max_units and (budget is None or budget > 0):
@@ -160,8 +164,11 @@ def grant(state: ParkState, request: WorkRequest) -> list[Grant]:
         n = taken.get(job_id, 0)
         # After its first unit here the job has just been served: no age boost, exactly
         # as if each unit were a request of its own.
-        vpass = vstart + 1.0 / job_weight(state, job, now, aged=n == 0)
-        grants.append(Grant(job.queue[n], job_id, effective_priority(state, job), vstart, vpass))
+        reserving = reserved.get(job.user, 0.0)
+        vpass = vstart + 1.0 / job_weight(state, job, now, aged=n == 0, reserving=reserving)
+        priority = effective_priority(state, job, reserving)
+        reserved[job.user] = reserving + state.policy.price(priority) * state.policy.reserve_seconds
+        grants.append(Grant(job.queue[n], job_id, priority, vstart, vpass))
         taken[job_id] = n + 1
         if n + 1 < len(job.queue):
             heapq.heappush(advanced, (tier, vpass, job.submitted_at, job_id))

@@ -232,3 +232,14 @@ def test_a_multi_unit_lease_equals_single_grants_even_for_an_aged_job() -> None:
     assert {j: batched.jobs[j].vpass for j in ("old", "new")} == {
         j: singles.jobs[j].vpass for j in ("old", "new")
     }
+
+
+def test_a_budget_is_spent_within_one_lease_as_across_several() -> None:
+    events = [ANY, BudgetSet(at=0.0, user="ann", credits=8.0)]
+    events += job("a", "ann", Priority.URGENT, 1.0, 10)  # urgent reserves 4 credits a unit
+    batched = fold(*events)
+    priorities = [g.priority for g in grant(batched, WorkRequest("any", 4, 2.0))]
+    singles = fold(*events)
+    lease(singles, "any", 4, at=2.0)
+    assert priorities == [singles.units[f"a/{i}"].priority for i in range(4)]
+    assert priorities == [Priority.URGENT, Priority.URGENT, Priority.FREE, Priority.FREE]
