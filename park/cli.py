@@ -319,6 +319,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from park.events.published import events_json_schema_text
+
+    sys.stdout.write(events_json_schema_text())
+    return 0
+
+
 # -- wiring -----------------------------------------------------------------------------
 
 
@@ -435,6 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--after", type=int, default=0)
     p.add_argument("--limit", type=int, default=1000)
     p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser(
+        "schema", help="print the JSON Schema of the event log (docs/events.schema.json)"
+    )
+    p.add_argument("what", choices=["events"])
+    p.set_defaults(func=cmd_schema)
     return parser
 
 
