@@ -11,6 +11,8 @@ PARK = Path(__file__).resolve().parent.parent / "park"
 CORE = [
     PARK / "events" / "schema.py",
     PARK / "events" / "log.py",
+    PARK / "events" / "upcasting.py",
+    PARK / "events" / "published.py",
     PARK / "commands.py",
     PARK / "domain.py",
     PARK / "errors.py",

@@ -7,11 +7,13 @@ concerns. The log assigns offsets; events never carry their own.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from park.domain import Priority, WorkerPolicy
+from park.events.upcasting import UPCASTERS, is_old, upcast
 
 JsonValue = Any
 
@@ -222,7 +224,29 @@ EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 
 def event_from_json(data: str | bytes) -> Event:
-    return EVENT_ADAPTER.validate_json(data)
+    """Decode one stored event, upcast to the current version of its type (every log
+    reads through here). Current documents take the direct path."""
+    try:
+        event = EVENT_ADAPTER.validate_json(data)
+    except ValidationError:
+        if not UPCASTERS:
+            raise
+        return _upcast_json(data)
+    if is_old(event.type, event.v):
+        return _upcast_json(data)
+    return event
+
+
+def event_from_document(document: dict[str, Any]) -> Event:
+    """Decode one event already parsed from JSON, upcast like `event_from_json`."""
+    return EVENT_ADAPTER.validate_python(upcast(document))
+
+
+def _upcast_json(data: str | bytes) -> Event:
+    document = json.loads(data)
+    if not isinstance(document, dict):
+        return EVENT_ADAPTER.validate_json(data)  # raises, naming the problem
+    return event_from_document(document)
 
 
 def event_to_json(event: EventBase) -> str:

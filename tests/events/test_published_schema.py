@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,8 @@ import pytest
 from park.domain import Priority
 from park.events.published import event_models, event_types, events_json_schema
 from park.events.schema import JobSubmitted, UnitCompleted, WorkRequested, event_to_json
-from tests.events.contract_schema import record_validator, validator
+from park.events.upcasting import upcast
+from tests.events.contract_schema import check_event, record_validator, validator
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = ROOT / "docs" / "events.schema.json"
@@ -90,3 +92,18 @@ def test_every_event_type_and_field_is_documented(model: type) -> None:
 
 def test_docs_name_no_type_the_code_does_not_have() -> None:
     assert set(_sections()) <= set(event_types())
+
+
+@pytest.mark.parametrize("recorded", sorted((ROOT / "tests/data/logs").glob("*.sqlite3")),
+                         ids=lambda p: p.name)  # fmt: skip
+def test_a_log_recorded_by_an_older_park_meets_the_contract(recorded: Path) -> None:
+    """Every event of a kept log, upcast as park reads it, is a valid document of today's
+    schema; and the log holds the types it is kept for."""
+    with sqlite3.connect(f"file:{recorded}?mode=ro", uri=True) as db:
+        bodies = [body for (body,) in db.execute("SELECT body FROM events ORDER BY offset")]
+    documents = [upcast(json.loads(body)) for body in bodies]
+    for document in documents:
+        check_event(document)
+    assert {"job.submitted", "unit.granted", "unit.completed", "job.completed"} <= {
+        d["type"] for d in documents
+    }
