@@ -66,6 +66,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         durable=args.durable,
         log=args.log,
         scheduler=not args.no_scheduler,
+        pilots=args.pilots,
+        pilot_server=args.pilot_server,
     )
     try:
         serve(options)
@@ -95,14 +97,22 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from park.worker.agent import ServerGone, WorkerAgent, WorkerOptions
 
+    policy = "own-only" if args.own_only else "own-first" if args.own_first else args.policy
+    owner = args.owner
+    if policy in ("own-only", "own-first") and owner is None and not args.token:
+        owner = usertag()  # with a token, the server takes the owner from it
     options = WorkerOptions(
         server=args.server,
         cpus=args.cpus,
         name=args.name or "",
-        owner=args.owner,
-        policy=args.policy,
+        owner=owner,
+        policy=policy,
         job=args.job,
         token=args.token,
+        pilot=args.pilot,
+        until=args.until,
+        max_load=args.max_load,
+        hours=args.hours,
     )
 
     async def run() -> None:
@@ -133,6 +143,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
     body = {"kind": args.kind, "spec": spec, "priority": args.priority, "tags": tags}
     if args.notify:
         body["notify"] = args.notify
+    if args.pilot:
+        from park.scheduler.pilots import PilotSpecError, pilot_request_from_text
+
+        try:
+            pilot = pilot_request_from_text(args.pilot)
+        except (PilotSpecError, ValueError) as err:
+            console.print(f"[red]park submit: --pilot {err}[/red]")
+            return 2
+        body["resources"] = {"pilot": pilot.model_dump(mode="json")}
     job = _client(args).post("/v1/jobs", body)
     print(job["id"])
     if args.wait:
@@ -359,6 +378,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with a Kafka log: do not stand as scheduler leader (run `park scheduler`s)",
     )
+    p.add_argument(
+        "--pilots",
+        metavar="SCHEDULER:OPTIONS",
+        help="an adaptive pool of batch pilots, e.g. slurm:max-nodes=8,idle=300,target=300,"
+        "max-pending=2,cpus-per-node=1,walltime=1:00:00,queue=debug",
+    )
+    p.add_argument("--pilot-server", help="the URL pilots' workers reach this server at")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
@@ -376,6 +402,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--owner", help="the user this worker belongs to")
     p.add_argument("--policy", choices=["any", "own-first", "own-only", "job"], default="any")
     p.add_argument("--job", help="with --policy job: the one job this worker serves")
+    p.add_argument("--own-only", action="store_true", help="a desktop: only its owner's jobs")
+    p.add_argument(
+        "--own-first", action="store_true", help="a desktop: its owner's jobs first, then any"
+    )
+    p.add_argument(
+        "--max-load",
+        type=float,
+        help="pause taking units while the machine's other load is above this",
+    )
+    p.add_argument("--hours", help="take work only in these local hours, e.g. 18:00-08:00")
+    p.add_argument("--pilot", help=argparse.SUPPRESS)  # set by a pilot's batch script
+    p.add_argument("--until", type=float, help="leave at this time (epoch seconds)")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("submit", help="submit a job; prints its id")
@@ -390,6 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="wait for it, with a progress bar")
     p.add_argument(
         "--data", help="kind fit: a CSV or whitespace-column file (x, y[, dy]) for spec.data"
+    )
+    p.add_argument(
+        "--pilot",
+        metavar="SCHEDULER:OPTIONS",
+        help="a batch pilot of its own, e.g. slurm:nodes=2,walltime=1:00:00,queue=debug",
     )
     p.set_defaults(func=cmd_submit)
 
@@ -448,6 +491,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("what", choices=["events"])
     p.set_defaults(func=cmd_schema)
+
+    from park.batch.cli import add_pilot_parser
+
+    add_pilot_parser(sub, _server_args)
     return parser
 
 

@@ -37,6 +37,7 @@ from park.events.schema import (
 from park.kinds import KINDS, SpecError
 from park.projections.state import JobView, ParkState, WorkerView
 from park.scheduler.config import PolicyConfig
+from park.scheduler.pilots import PilotSpecError, pilot_request
 from park.scheduler.policy import Grant, WorkRequest, grant
 
 # Units one job may plan in one step: each is a row in the unit table and part of one
@@ -64,6 +65,7 @@ def submit_job(
     tags: dict[str, str],
     notify: str | None,
     now: float,
+    resources: dict[str, Any] | None = None,
 ) -> list[Event]:
     job_kind = KINDS.get(kind)
     if job_kind is None:
@@ -93,8 +95,26 @@ def submit_job(
             priority=priority,
             tags=tags,
             notify=notify,
+            resources=checked_resources(resources),
         )
     ]
+
+
+def checked_resources(resources: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a job asks of the pool; so far only `pilot`, its own batch pilot."""
+    if not resources:
+        return None
+    unknown = sorted(set(resources) - {"pilot"})
+    if unknown:
+        raise InvalidRequest(
+            f"resources.{unknown[0]}: unknown resource (known: pilot)",
+            field=f"resources.{unknown[0]}",
+        )
+    try:
+        request = pilot_request(resources["pilot"])
+    except PilotSpecError as err:
+        raise InvalidRequest(str(err), field=err.field) from err
+    return {"pilot": request.model_dump(mode="json")}
 
 
 def settle_jobs(state: ParkState, job_ids: Iterable[str], now: float) -> list[Event]:
@@ -186,6 +206,8 @@ def register_worker(
     job_id: str | None,
     now: float,
     registered_by: str | None = None,
+    pilot_id: str | None = None,
+    until: float | None = None,
 ) -> list[Event]:
     if policy in (WorkerPolicy.OWN_ONLY, WorkerPolicy.OWN_FIRST) and not owner:
         raise InvalidRequest(f"owner: policy {policy} needs an owner", field="owner")
@@ -204,6 +226,8 @@ def register_worker(
             policy=policy,
             job_id=job_id,
             registered_by=registered_by,
+            pilot_id=pilot_id,
+            until=until,
         )
     ]
 

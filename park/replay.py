@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from park.commands import grant_events
 from park.events.log import EventLog
-from park.events.schema import UnitGranted, WorkRequested
+from park.events.schema import PoolDecided, UnitGranted, WorkRequested
 from park.projections.state import ParkState
+from park.scheduler.pilots import PoolConfig, decide_pool
 from park.scheduler.policy import WorkRequest, grant
 
 
@@ -24,6 +25,16 @@ class Mismatch:
     worker_id: str
     recorded: list[tuple[object, ...]]
     replayed: list[tuple[object, ...]]
+
+
+def _pool_mismatch(state: ParkState, e: PoolDecided, offset: int) -> Mismatch | None:
+    """The adaptive pool's decision, re-made on the state it names (the state it was
+    recorded on, since the leader records it at once)."""
+    again = decide_pool(state, PoolConfig.model_validate(e.config), e.at)
+    found = [(d.action, d.reason) for d in again if d.pilot_id in ("", e.pilot_id)]
+    if (e.action, e.reason) in found:
+        return None
+    return Mismatch(offset, "pool", [(e.action, e.pilot_id, e.reason)], list(found))
 
 
 def _decision(e: UnitGranted) -> tuple[object, ...]:
@@ -84,6 +95,7 @@ async def replay(log: EventLog, *, to: int | None = None, verify: bool = False) 
                 report.mismatches.append(Mismatch(offset, request.worker_id, recorded, expected))
         pending, recorded = None, []
 
+    decided_on = 0
     after = 0
     while True:
         batch = await log.read(after=after, limit=10_000)
@@ -105,7 +117,13 @@ async def replay(log: EventLog, *, to: int | None = None, verify: bool = False) 
                     if expected is None:
                         expected = _expected(state, event)
                     pending = (rec.offset, event, expected)
+                if isinstance(event, PoolDecided) and event.basis == decided_on:
+                    report.requests += 1
+                    if (wrong := _pool_mismatch(state, event, rec.offset)) is not None:
+                        report.mismatches.append(wrong)
             state.apply(rec.offset, event)
+            if not isinstance(event, PoolDecided):  # (decisions change no state)
+                decided_on = rec.offset
             if late:
                 for offset, e in late.pop(rec.offset, []):
                     computed[offset] = _expected(state, e)

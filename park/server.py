@@ -4,6 +4,7 @@ or a Kafka topic shared with other servers; `park scheduler`: a scheduler alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 from collections.abc import Awaitable, Callable
@@ -35,6 +36,10 @@ class ServeOptions:
     # for a topic shared with other servers (then `scheduler`: stand as scheduler leader).
     log: str | None = None
     scheduler: bool = True
+    # The adaptive pool of batch pilots (`slurm:max-nodes=8,idle=300,...`), and the URL
+    # pilots' workers reach this server at (default: the one it listens on).
+    pilots: str | None = None
+    pilot_server: str | None = None
 
 
 def is_loopback(host: str) -> bool:
@@ -113,14 +118,20 @@ def serve(options: ServeOptions) -> None:
         f"http://{connect_host}:{options.port}", options.workers, token=worker_token
     )
 
+    service = build_service(options)
+    pilots = pilot_manager(options, service, f"http://{connect_host}:{options.port}", worker_token)
+
     async def start_workers() -> None:
         workers.start()
+        if pilots is not None:
+            pilots.start()
 
     async def stop_workers() -> None:
+        if pilots is not None:
+            await pilots.stop()
         # in a thread: the workers' goodbyes (DELETE /v1/workers/ID) need this event loop
         await asyncio.to_thread(workers.stop)
 
-    service = build_service(options)
     app = create_app(
         service,
         ApiSettings(tokens=tokens),
@@ -131,6 +142,47 @@ def serve(options: ServeOptions) -> None:
         app, host=options.host, port=options.port, log_level="warning", access_log=False
     )
     ParkUvicorn(config, service, before_shutdown=stop_workers).run()
+
+
+def pilot_manager(
+    options: ServeOptions, service: ParkService, url: str, token: str | None
+) -> PilotTask | None:
+    """Batch pilots (private ones, and the adaptive pool) are run by a server on its own
+    SQLite log; with a shared Kafka log they are not managed yet."""
+    from park.batch.manager import PilotManager, PilotSettings
+    from park.scheduler.pilots import PoolConfig
+
+    try:
+        pool = PoolConfig.from_text(options.pilots) if options.pilots else None
+    except ValueError as err:
+        raise ConfigError(f"--pilots: {err}") from err
+    if is_kafka(options.log):
+        if pool is not None:
+            raise ConfigError("--pilots: not available with a Kafka log yet")
+        return None
+    settings = PilotSettings(
+        server=options.pilot_server or url,
+        directory=options.data_dir / "pilots",
+        token=token,
+        pool=pool,
+    )
+    return PilotTask(PilotManager(service, settings))
+
+
+class PilotTask:
+    def __init__(self, manager: Any) -> None:
+        self.manager = manager
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.manager.run(), name="park-pilots")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
 
 
 class ParkUvicorn(uvicorn.Server):

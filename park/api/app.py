@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from park.api.auth import Caller, Role, TokenTable, caller_dependency
 from park.api.metrics import ParkCollector
+from park.api.pilots import pilot_router
 from park.api.schemas import (
     CompleteUnit,
     FailUnit,
@@ -38,7 +39,7 @@ from park.domain import JobStatus
 from park.errors import Conflict, Forbidden, InvalidRequest, NotFound, ParkError
 from park.kinds import KINDS
 from park.projections.state import JobView
-from park.projections.views import job_json, job_matcher, worker_json
+from park.projections.views import job_json, job_matcher, with_pilots, worker_json
 from park.scheduler.explain import explain, price_table
 from park.service.engine import ParkService
 
@@ -131,6 +132,7 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(stream_router(service, caller_dependency(settings.tokens)))
     app.include_router(web_router(service, settings.tokens))
+    app.include_router(pilot_router(service, caller_dependency(settings.tokens)))
     registry = CollectorRegistry()
     registry.register(ParkCollector(service))
 
@@ -202,6 +204,7 @@ def create_app(
             priority=body.priority,
             tags=tags,
             notify=body.notify,
+            resources=body.resources,
         )
         return job_json(job)
 
@@ -227,7 +230,7 @@ def create_app(
     @app.get("/v1/jobs/{job_id}")
     async def get_job(job_id: str, who: Caller = Depends(caller)) -> dict[str, Any]:
         job, private = visible_job(job_id, who)
-        return job_json(job, private=private)
+        return with_pilots(job_json(job, private=private), service.state)
 
     @app.get("/v1/jobs/{job_id}/result")
     async def get_result(job_id: str, who: Caller = Depends(caller)) -> dict[str, Any]:
@@ -274,6 +277,8 @@ def create_app(
         who.require_worker()
         owner = body.owner
         if who.authenticated and who.role.value != "admin":
+            if owner is not None and owner != who.user:
+                raise Forbidden(f"owner: a worker of {who.user!r} cannot serve {owner!r} as owner")
             owner = owner or who.user
         worker_id = await service.register_worker(
             name=body.name,
@@ -282,6 +287,8 @@ def create_app(
             policy=body.policy,
             job_id=body.job,
             registered_by=who.user if who.authenticated else None,
+            pilot_id=body.pilot,
+            until=body.until,
         )
         return {"id": worker_id, "lease_seconds": service.config.lease_seconds}
 

@@ -38,6 +38,9 @@ class SubmitJob(Body):
     priority: Priority = Priority.FREE
     tags: dict[str, str] = Field(default_factory=dict)
     notify: str | None = Field(default=None, max_length=320)
+    resources: dict[str, FiniteJson] | None = Field(
+        default=None, description='e.g. {"pilot": {"nodes": 2, "walltime": "1:00:00"}}'
+    )
 
 
 class PatchJob(Body):
@@ -53,6 +56,10 @@ class RegisterWorker(Body):
     owner: str | None = Field(default=None, max_length=200)
     policy: WorkerPolicy = WorkerPolicy.ANY
     job: str | None = None
+    pilot: str | None = Field(default=None, max_length=64, description="the batch pilot it runs in")
+    until: float | None = Field(
+        default=None, description="when it leaves (epoch seconds): no unit it cannot finish"
+    )
 
 
 class LeaseRequest(Body):

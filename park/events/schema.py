@@ -41,6 +41,8 @@ class JobSubmitted(EventBase):
     priority: Priority = Priority.FREE
     tags: dict[str, str] = Field(default_factory=dict)
     notify: str | None = None
+    # What the job asks of the pool, e.g. {"pilot": {...}}: its own batch pilot.
+    resources: dict[str, JsonValue] | None = Field(default=None, exclude_if=_unset)
 
 
 class PlannedUnit(BaseModel):
@@ -100,6 +102,9 @@ class WorkerJoined(EventBase):
     policy: WorkerPolicy = WorkerPolicy.ANY
     job_id: str | None = None
     registered_by: str | None = None  # the token's user, when the server has tokens
+    # A worker inside a batch pilot: the pilot's id, and the end of its allocation.
+    pilot_id: str | None = Field(default=None, exclude_if=_unset)
+    until: float | None = Field(default=None, exclude_if=_unset)
 
 
 class WorkerLeft(EventBase):
@@ -199,6 +204,46 @@ class BudgetSet(EventBase):
     credits: float | None
 
 
+class PilotSubmitted(EventBase):
+    """A pilot handed to a batch system (`batch_id` its job id there): a batch job that
+    starts one park worker per node. `job_id`: a private pilot, whose workers serve only
+    that job; `reason`: why it was submitted (who asked, or the adaptive pool's reason)."""
+
+    type: Literal["pilot.submitted"] = "pilot.submitted"
+    pilot_id: str
+    scheduler: str
+    batch_id: str
+    request: dict[str, JsonValue]
+    job_id: str | None = None
+    user: str | None = None
+    pool: bool = False
+    reason: str = ""
+
+
+class PilotStateChanged(EventBase):
+    """What the batch system says of a pilot: queued, running, ended, failed or cancelled,
+    with its reason (a queue's `Priority`/`Resources`, an exit code, who cancelled)."""
+
+    type: Literal["pilot.state_changed"] = "pilot.state_changed"
+    pilot_id: str
+    state: str
+    reason: str = ""
+    queue: str | None = None
+
+
+class PoolDecided(EventBase):
+    """The adaptive pool's decision, made on the state at offset `basis` with `config`:
+    `grow` (a pilot follows) or `release` (pilot `pilot_id` is let go), and why. Replay
+    re-runs the decision on that state."""
+
+    type: Literal["pool.decided"] = "pool.decided"
+    action: str
+    pilot_id: str
+    reason: str
+    basis: int
+    config: dict[str, JsonValue]
+
+
 Event = Annotated[
     JobSubmitted
     | UnitsPlanned
@@ -216,7 +261,10 @@ Event = Annotated[
     | UnitFailed
     | UnitLeaseExpired
     | PolicyConfigured
-    | BudgetSet,
+    | BudgetSet
+    | PilotSubmitted
+    | PilotStateChanged
+    | PoolDecided,
     Field(discriminator="type"),
 ]
 

@@ -27,6 +27,8 @@ from park.events.schema import (
     JobSubmitted,
     JobTagsChanged,
     LeaseExtended,
+    PilotStateChanged,
+    PilotSubmitted,
     PolicyConfigured,
     UnitCompleted,
     UnitFailed,
@@ -38,6 +40,8 @@ from park.events.schema import (
     WorkRequested,
 )
 from park.kinds import KINDS
+from park.projections import pilots as pilot_fold
+from park.projections.pilots import PilotView
 from park.scheduler.config import PolicyConfig
 
 RECENT_GRANTS = 1000
@@ -53,6 +57,7 @@ class JobView:
     tags: dict[str, str]
     notify: str | None
     submitted_at: float
+    resources: dict[str, Any] | None = None
     status: JobStatus = JobStatus.PENDING
     started_at: float | None = None
     finished_at: float | None = None
@@ -108,6 +113,8 @@ class WorkerView:
     registered_by: str | None = None
     units: set[str] = field(default_factory=set)
     units_done: int = 0
+    pilot_id: str | None = None
+    until: float | None = None
 
     @property
     def active(self) -> bool:
@@ -172,6 +179,8 @@ class ParkState:
     recent_grants: deque[tuple[str, float]] = field(
         default_factory=lambda: deque(maxlen=RECENT_GRANTS)
     )
+    # Batch pilots (park/projections/pilots.py), by pilot id.
+    pilots: dict[str, PilotView] = field(default_factory=dict)
 
     def apply(self, offset: int, event: Event) -> None:
         if offset <= self.offset:
@@ -237,6 +246,7 @@ class ParkState:
             tags=dict(e.tags),
             notify=e.notify,
             submitted_at=e.at,
+            resources=e.resources,
             kind_state=KINDS[e.kind].start(e.spec),
         )
 
@@ -314,7 +324,11 @@ class ParkState:
             joined_at=e.at,
             last_seen=e.at,
             registered_by=e.registered_by,
+            pilot_id=e.pilot_id,
+            until=e.until,
         )
+        if e.pilot_id is not None:
+            pilot_fold.worker_joined_pilot(self.pilots, e.pilot_id, e.worker_id, e.at)
 
     def _worker_left(self, e: WorkerLeft) -> None:
         worker = self.workers.get(e.worker_id)
@@ -454,6 +468,12 @@ class ParkState:
         else:
             self.budgets[e.user] = e.credits
 
+    def _pilot_submitted(self, e: PilotSubmitted) -> None:
+        pilot_fold.pilot_submitted(self.pilots, e)
+
+    def _pilot_state_changed(self, e: PilotStateChanged) -> None:
+        pilot_fold.pilot_state_changed(self.pilots, e)
+
     def _release_lease(self, unit: UnitView, *, refund: bool) -> None:
         self.leased.pop(unit.id, None)
         if unit.worker_id is not None and unit.worker_id in self.workers:
@@ -485,4 +505,6 @@ _HANDLERS: dict[type, Any] = {
     UnitLeaseExpired: ParkState._lease_expired,
     PolicyConfigured: ParkState._policy_configured,
     BudgetSet: ParkState._budget_set,
+    PilotSubmitted: ParkState._pilot_submitted,
+    PilotStateChanged: ParkState._pilot_state_changed,
 }

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from park.kinds import KINDS
-from park.projections.state import JobView, WorkerView
+from park.projections.pilots import pilot_json
+from park.projections.state import JobView, ParkState, WorkerView
 
 
 def job_json(job: JobView, *, private: bool = True) -> dict[str, Any]:
@@ -30,6 +31,16 @@ def job_json(job: JobView, *, private: bool = True) -> dict[str, Any]:
     if private:
         view["spec"] = job.spec
         view["error"] = job.error
+    if job.resources:
+        view["resources"] = job.resources
+    return view
+
+
+def with_pilots(view: dict[str, Any], state: ParkState) -> dict[str, Any]:
+    """A job's view with its own batch pilots, oldest first (when it asked for any)."""
+    if "resources" in view:
+        mine = [p for p in state.pilots.values() if p.job_id == view["id"]]
+        view["pilots"] = [pilot_json(p) for p in sorted(mine, key=lambda p: p.submitted_at)]
     return view
 
 
@@ -46,6 +57,8 @@ def worker_json(worker: WorkerView) -> dict[str, Any]:
         "left_at": worker.left_at,
         "units_leased": len(worker.units),
         "units_done": worker.units_done,
+        "pilot": worker.pilot_id,
+        "until": worker.until,
     }
 
 

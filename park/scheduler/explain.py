@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from park.domain import Priority
+from park.projections.pilots import pilot_reasons
 from park.projections.state import ParkState, queue_key
 from park.scheduler.policy import (
     age_boost,
@@ -38,6 +39,7 @@ def explain(state: ParkState, job_id: str, now: float) -> dict[str, Any]:
         reasons.append(f"the job is {job.status.value}; it waits for nothing")
         return answer
 
+    reasons.extend(pilot_reasons(state.pilots, job.id))
     recent = list(state.recent_grants)
     mine = sum(1 for granted, _ in recent if granted == job.id)
     answer["current_share"] = mine / len(recent) if recent else 0.0

@@ -150,6 +150,11 @@ def grant(state: ParkState, request: WorkRequest) -> list[Grant]:
             break
         tier, vstart, _, job_id = advanced[0]
         job = state.jobs[job_id]
+        if worker.until is not None and now + (job.unit_seconds or 0.0) > worker.until:
+            # A worker that must leave by then (a pilot before its wall time) could not
+            # finish this job's units: not this job.
+            heapq.heappop(advanced)
+            continue
         if budget is not None:
             estimate = job.unit_seconds
             if estimate is None:  # unknown: alone, or not in this lease

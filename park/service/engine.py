@@ -198,6 +198,7 @@ class ParkService:
         priority: Priority = Priority.FREE,
         tags: dict[str, str] | None = None,
         notify: str | None = None,
+        resources: dict[str, Any] | None = None,
     ) -> JobView:
         job_id = new_id()
         async with self._lock:
@@ -210,6 +211,7 @@ class ParkService:
                 tags=dict(tags or {}),
                 notify=notify,
                 now=self.clock(),
+                resources=resources,
             )
             await self._run(events)
         return self.state.jobs[job_id]
@@ -241,6 +243,8 @@ class ParkService:
         policy: WorkerPolicy = WorkerPolicy.ANY,
         job_id: str | None = None,
         registered_by: str | None = None,
+        pilot_id: str | None = None,
+        until: float | None = None,
     ) -> str:
         worker_id = new_id()
         async with self._lock:
@@ -254,9 +258,17 @@ class ParkService:
                 job_id=job_id,
                 now=self.clock(),
                 registered_by=registered_by,
+                pilot_id=pilot_id,
+                until=until,
             )
             await self._run(events)
         return worker_id
+
+    async def execute(self, decide: Callable[[ParkState, float], Sequence[Event]]) -> int:
+        """Run a pure decision (state, now -> events) under the lock and record its events:
+        for edges with commands of their own, such as the pilot manager (park/batch)."""
+        async with self._lock:
+            return await self._run(decide(self.state, self.clock()))
 
     async def set_budget(self, user: str, credits: float | None) -> None:
         async with self._lock:

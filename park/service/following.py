@@ -303,6 +303,8 @@ class FollowingService(ParkService):
         policy: WorkerPolicy = WorkerPolicy.ANY,
         job_id: str | None = None,
         registered_by: str | None = None,
+        pilot_id: str | None = None,
+        until: float | None = None,
     ) -> str:
         return await self._retry_unknown(
             lambda: ParkService.register_worker(
@@ -313,6 +315,8 @@ class FollowingService(ParkService):
                 policy=policy,
                 job_id=job_id,
                 registered_by=registered_by,
+                pilot_id=pilot_id,
+                until=until,
             )
         )
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from park.worker.desktop import Hours, LoadMeter, WorkGate
 from park.worker.runner import AllowList, run_batch
 
 log = logging.getLogger("park.worker")
@@ -41,6 +42,12 @@ class WorkerOptions:
     target_batch_seconds: float = 0.5
     poll_seconds: float = 10.0
     give_up_after: float = 300.0
+    # A pilot's worker: its pilot, and when it must have left (epoch seconds).
+    pilot: str | None = None
+    until: float | None = None
+    # A desktop's: pause while others load the machine, or outside its hours.
+    max_load: float | None = None
+    hours: str | None = None
 
 
 class ServerGone(Exception):
@@ -64,6 +71,12 @@ class WorkerAgent:
         self._registering = asyncio.Lock()
         self._pool = ProcessPoolExecutor(
             max_workers=options.cpus, mp_context=multiprocessing.get_context("forkserver")
+        )
+        self.meter = LoadMeter(lambda: len(self.in_flight)) if options.max_load else None
+        self.gate = WorkGate(
+            max_load=options.max_load,
+            hours=Hours.parse(options.hours) if options.hours else None,
+            meter=self.meter,
         )
 
     async def _call(self, method: str, path: str, body: Any = None) -> Any:
@@ -95,6 +108,10 @@ class WorkerAgent:
             "policy": o.policy,
             "job": o.job,
         }
+        if o.pilot is not None:
+            body["pilot"] = o.pilot
+        if o.until is not None:
+            body["until"] = o.until
         answer = await self._call("POST", "/v1/workers", body)
         self.worker_id = answer["id"]
         self.lease_seconds = float(answer["lease_seconds"])
@@ -103,9 +120,18 @@ class WorkerAgent:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
+        # Start the children (and their imports) while registering: a pilot's first unit
+        # then runs as soon as it is granted.
+        loop = asyncio.get_running_loop()
+        for _ in range(self.options.cpus):
+            loop.run_in_executor(self._pool, run_batch, [], ())
         await self.register()
         slots = [asyncio.create_task(self._slot(stop)) for _ in range(2 * self.options.cpus)]
         beat = asyncio.create_task(self._heartbeat(stop))
+        if self.meter is not None:
+            slots.append(asyncio.create_task(self.meter.run(stop)))
+        if self.options.until is not None:
+            slots.append(asyncio.create_task(self._leave_at(self.options.until, stop)))
         try:
             await asyncio.wait(
                 [*slots, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
@@ -118,10 +144,21 @@ class WorkerAgent:
             for task in [*slots, beat]:
                 task.cancel()
             await asyncio.gather(*slots, beat, return_exceptions=True)
+            # Children first: a unit that finished after the leases were given back would
+            # have run to completion twice once it is granted again.
+            self._stop_children()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._leave(), 5.0)
             await self._http.aclose()
-            self._stop_children()
+
+    async def _leave_at(self, until: float, stop: asyncio.Event) -> None:
+        """A pilot's worker leaves on its own before the allocation ends: its leases are
+        given back at once, rather than lost to the batch system's kill."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), max(0.0, until - time.time()))
+        if not stop.is_set():
+            log.warning("leaving: the pilot's time is up")
+            stop.set()
 
     def _stop_children(self) -> None:
         """Stopping means now: units still running are abandoned (their leases were given
@@ -142,7 +179,12 @@ class WorkerAgent:
             "max_seconds": self.options.target_batch_seconds,
             "wait": self.options.poll_seconds,
         }
+        if self.gate.gated:  # a paused desktop should not sit in a long poll
+            lease["wait"] = min(self.options.poll_seconds, 1.0)
         while not stop.is_set():
+            await self.gate.wait_open(stop)
+            if stop.is_set():
+                break
             # Lease only while holding a free child: units never wait behind a long one
             # (where another worker could have run them), yet this slot's lease overlaps
             # the other slot's report.
