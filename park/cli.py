@@ -20,7 +20,7 @@ from park.client.errors import BadRequest, JobCancelled, JobFailed, ParkClientEr
 from park.client.http import DEFAULT_SERVER, ParkHttp
 from park.client.job import FINAL, Job
 from park.client.service import RemoteService
-from park.identity import usertag
+from park.identity import NoAddress, notify_request, usertag
 
 console = Console()
 
@@ -152,11 +152,31 @@ def cmd_submit(args: argparse.Namespace) -> int:
             console.print(f"[red]park submit: --pilot {err}[/red]")
             return 2
         body["resources"] = {"pilot": pilot.model_dump(mode="json")}
+    notify = _notify_arg(args)
+    if notify is not None:
+        body["notify"] = notify
     job = _client(args).post("/v1/jobs", body)
     print(job["id"])
     if args.wait:
         return _wait(args, job["id"], progress=True)
     return 0
+
+
+def _notify_arg(args: argparse.Namespace) -> str | dict[str, object] | None:
+    """--notify [ADDRESS] (PARKMAIL when no address), --notify-when, --webhook."""
+    if args.notify is None and args.notify_when is None and args.webhook is None:
+        return None
+    asked: dict[str, object] = {}
+    if isinstance(args.notify, str):
+        asked["email"] = args.notify
+    if args.notify_when:
+        asked["when"] = args.notify_when
+    if args.webhook:
+        asked["webhook"] = args.webhook
+    if args.notify is None and args.notify_when is None:
+        return asked  # a webhook only
+    request = notify_request(asked)
+    return request
 
 
 def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
@@ -217,7 +237,41 @@ def cmd_show(args: argparse.Namespace) -> int:
     job = client.get(f"/v1/jobs/{args.job_id}")
     if job["status"] in FINAL and job.get("spec") is not None:
         job["result"] = client.get(f"/v1/jobs/{args.job_id}/result")["result"]
+    if job.get("notify") is not None:
+        notices = client.get(f"/v1/jobs/{args.job_id}/notifications")
+        job["notifications"] = notices["notifications"]
+        if notices.get("mail_note"):
+            job["mail_note"] = notices["mail_note"]
     print(json.dumps(job, indent=2))
+    return 0
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    """`park notify list`: your notifications not yet sent; `park notify cancel`: stop
+    them, by job id or by notification key."""
+    client = _client(args)
+    if args.action == "list":
+        answer = client.get("/v1/notifications", user=args.user or usertag(), all=args.all)
+        if args.json:
+            print(json.dumps(answer, indent=2))
+            return 0
+        table = Table("key", "kind", "to", "jobs", "status", "attempts", "last error")
+        for n in answer["notifications"]:
+            table.add_row(
+                n["key"] or "(next digest)", n["kind"], n["target"], " ".join(n["jobs"]),
+                n["status"], str(n["attempts"]), n["last_error"] or "",
+            )  # fmt: skip
+        console.print(table)
+        if not answer["sends_mail"]:
+            console.print("[yellow]this server sends no mail (it runs without --smtp)[/yellow]")
+        return 0
+    if not args.ids:
+        console.print("[red]park notify cancel: name job ids or notification keys[/red]")
+        return 2
+    keys = [i for i in args.ids if "/" in i]
+    job_ids = [i for i in args.ids if "/" not in i]
+    client.post("/v1/notifications/cancel", {"keys": keys, "job_ids": job_ids})
+    print(f"cancelled: {' '.join(args.ids)}")
     return 0
 
 
@@ -424,7 +478,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--priority", default="free", choices=["free", "low", "normal", "high", "urgent"]
     )
     p.add_argument("--tag", action="append", default=[], help="KEY=VALUE (repeatable)")
-    p.add_argument("--notify", help="e-mail address for completion notices")
+    p.add_argument(
+        "--notify",
+        nargs="?",
+        const=True,
+        metavar="ADDRESS",
+        help="e-mail notice of the job's end (a daily digest unless --notify-when each); "
+        "without ADDRESS, the address in PARKMAIL",
+    )
+    p.add_argument(
+        "--notify-when",
+        choices=["digest", "each", "never"],
+        help="digest (default: one mail a day), each (one mail per job), never",
+    )
+    p.add_argument("--webhook", help="URL to POST the job's end to (JSON, HMAC-signed)")
     p.add_argument("--wait", action="store_true", help="wait for it, with a progress bar")
     p.add_argument(
         "--data", help="kind fit: a CSV or whitespace-column file (x, y[, dy]) for spec.data"
@@ -480,6 +547,15 @@ def build_parser() -> argparse.ArgumentParser:
     _log_arg(p)
     p.set_defaults(func=cmd_replay)
 
+    p = sub.add_parser("notify", help="your pending notifications: list, or cancel them")
+    _server_args(p)
+    p.add_argument("action", choices=["list", "cancel"])
+    p.add_argument("ids", nargs="*", help="cancel: job ids or notification keys")
+    p.add_argument("--user", help="list: whose (default: you; a token names you anyway)")
+    p.add_argument("--all", action="store_true", help="list: sent and cancelled ones too")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_notify)
+
     p = sub.add_parser("events", help="print the raw event log as JSON lines")
     _server_args(p)
     p.add_argument("--after", type=int, default=0)
@@ -503,6 +579,9 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         code = args.func(args)
+    except NoAddress as err:
+        console.print(f"[red]park {args.command}: {err}[/red]")
+        code = 2
     except BadRequest as err:
         console.print(f"[red]park {args.command}: {err} ({err.status})[/red]")
         code = 2

@@ -6,9 +6,11 @@ nothing raises a domain error and appends nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
+from urllib.parse import urlsplit
 
 from park.domain import Priority, UnitStatus, WorkerPolicy
 from park.errors import Conflict, Forbidden, InvalidRequest, NotFound
@@ -22,6 +24,9 @@ from park.events.schema import (
     JobSubmitted,
     JobTagsChanged,
     LeaseExtended,
+    NotificationCancelled,
+    NotifyRequest,
+    NotifyWhen,
     PlannedUnit,
     PolicyConfigured,
     UnitCompleted,
@@ -55,6 +60,57 @@ class UnitReport:
     wall_seconds: float = 0.0
 
 
+# local@domain: no spaces, angle brackets or commas (one address, not a header line);
+# domain labels of letters, digits and hyphens.
+_ADDRESS = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def parse_notify(value: object) -> NotifyRequest | None:
+    """The submission's `notify`: an address (a daily digest to it) or
+    `{email?, when?, webhook?}`; refused naming the field at fault."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = {"email": value}
+    if isinstance(value, NotifyRequest):
+        value = value.model_dump()
+    if not isinstance(value, dict):
+        raise InvalidRequest(
+            "notify: an e-mail address or {email, when, webhook}", field="notify"
+        )
+    unknown = sorted(set(value) - {"email", "when", "webhook"})
+    if unknown:
+        raise InvalidRequest(f"notify.{unknown[0]}: unknown field", field=f"notify.{unknown[0]}")
+    email, when, webhook = value.get("email"), value.get("when", "digest"), value.get("webhook")
+    if email is not None and (
+        not isinstance(email, str) or len(email) > 254 or not _ADDRESS.match(email)
+    ):
+        raise InvalidRequest(
+            f"notify.email: not an e-mail address: {str(email)[:80]!r}", field="notify.email"
+        )
+    if when not in get_args(NotifyWhen):
+        raise InvalidRequest(
+            f"notify.when: one of digest, each, never, not {str(when)[:40]!r}", field="notify.when"
+        )
+    if webhook is not None:
+        parts = urlsplit(webhook) if isinstance(webhook, str) and len(webhook) < 2000 else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InvalidRequest(
+                f"notify.webhook: not an http(s) URL: {str(webhook)[:80]!r}",
+                field="notify.webhook",
+            )
+    if email is None and webhook is None:
+        raise InvalidRequest(
+            "notify: give an e-mail address or a webhook (PARKMAIL supplies the address "
+            "to the park client)",
+            field="notify",
+        )
+    return NotifyRequest(email=email, when=when, webhook=webhook)
+
+
 def submit_job(
     *,
     job_id: str,
@@ -63,10 +119,12 @@ def submit_job(
     spec: dict[str, Any],
     priority: Priority,
     tags: dict[str, str],
-    notify: str | None,
+    notify: object,
     now: float,
     resources: dict[str, Any] | None = None,
 ) -> list[Event]:
+    request = parse_notify(notify)
+    email = request.email if request else None
     job_kind = KINDS.get(kind)
     if job_kind is None:
         known = ", ".join(sorted(KINDS))
@@ -94,8 +152,9 @@ def submit_job(
             spec=normalised,
             priority=priority,
             tags=tags,
-            notify=notify,
             resources=checked_resources(resources),
+            notify=request.email if request else None,
+            notification=request if request != NotifyRequest(email=email) else None,
         )
     ]
 
@@ -479,3 +538,28 @@ def expire_leases(state: ParkState, now: float) -> list[Event]:
 
 def jobs_touched(events: Iterable[Event]) -> set[str]:
     return {job_id for e in events if (job_id := job_id_of(e)) is not None}
+
+
+def cancel_notifications(
+    state: ParkState, user: str | None, *, keys: Sequence[str], job_ids: Sequence[str], now: float
+) -> list[Event]:
+    """Stop a user's own pending notices (by key) and a job's notices (by job id); `user`
+    None (no tokens) acts as the owner of what it names."""
+    book = state.notices
+    owner: str | None = user
+    for key in keys:
+        notice = book.notices.get(key)
+        if notice is None:
+            raise NotFound(f"keys: no notification {key!r}", field="keys")
+        if user is not None and notice.user != user:
+            raise Forbidden(f"notification {key!r} belongs to another user")
+        if not notice.open:
+            raise Conflict(f"notification {key!r} is already {notice.status}")
+        owner = notice.user
+    for job_id in job_ids:
+        job = require_job(state, job_id)
+        require_owner(job, user)
+        owner = job.user
+    if owner is None:
+        raise InvalidRequest("body: name notifications (keys) or jobs (job_ids)", field="body")
+    return [NotificationCancelled(at=now, by=owner, keys=list(keys), job_ids=list(job_ids))]

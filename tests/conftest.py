@@ -50,3 +50,27 @@ def start_worker(tmp_path: Path) -> Iterator[object]:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def mailbox() -> Iterator[object]:
+    """A real SMTP server (aiosmtpd) on a loopback port."""
+    from tests.notify.receivers import Mailbox
+
+    box = Mailbox().start()
+    try:
+        yield box
+    finally:
+        box.stop()
+
+
+@pytest.fixture
+def hooks() -> Iterator[object]:
+    """A real HTTP receiver for webhooks on a loopback port."""
+    from tests.notify.receivers import Hooks
+
+    receiver = Hooks()
+    try:
+        yield receiver
+    finally:
+        receiver.close()

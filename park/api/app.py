@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from park.api.auth import Caller, Role, TokenTable, caller_dependency
 from park.api.metrics import ParkCollector
+from park.api.notify import notify_router
 from park.api.pilots import pilot_router
 from park.api.schemas import (
     CompleteUnit,
@@ -52,6 +53,7 @@ MAX_OFFSET = 2**63 - 1  # SQLite's largest integer
 class ApiSettings:
     tokens: TokenTable | None = None
     max_body_bytes: int = MAX_BODY_BYTES
+    sends_mail: bool = False  # an SMTP server is configured (--smtp)
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
@@ -133,6 +135,9 @@ def create_app(
     app.include_router(stream_router(service, caller_dependency(settings.tokens)))
     app.include_router(web_router(service, settings.tokens))
     app.include_router(pilot_router(service, caller_dependency(settings.tokens)))
+    app.include_router(
+        notify_router(service, caller_dependency(settings.tokens), sends_mail=settings.sends_mail)
+    )
     registry = CollectorRegistry()
     registry.register(ParkCollector(service))
 

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from park.domain import JobStatus
@@ -38,3 +38,22 @@ class ParkCollector(Collector):
             value=sum(1 for w in state.workers.values() if w.active),
         )
         yield GaugeMetricFamily("park_log_offset", "Offset folded", value=state.offset)
+        book = state.notices
+        sent = CounterMetricFamily(
+            "park_notifications_sent", "Notifications delivered", labels=["channel"]
+        )
+        failed = CounterMetricFamily(
+            "park_notification_failures",
+            "Notification attempts that failed (each is retried with back-off)",
+            labels=["channel"],
+        )
+        for channel in ("email", "webhook"):
+            sent.add_metric([channel], book.sent_total[channel])
+            failed.add_metric([channel], book.failed_total[channel])
+        yield sent
+        yield failed
+        yield GaugeMetricFamily(
+            "park_notifications_pending",
+            "Notifications owed and not yet delivered (digests count per job)",
+            value=book.pending(),
+        )

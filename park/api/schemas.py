@@ -37,10 +37,19 @@ class SubmitJob(Body):
     spec: dict[str, FiniteJson]
     priority: Priority = Priority.FREE
     tags: dict[str, str] = Field(default_factory=dict)
-    notify: str | None = Field(default=None, max_length=320)
     resources: dict[str, FiniteJson] | None = Field(
         default=None, description='e.g. {"pilot": {"nodes": 2, "walltime": "1:00:00"}}'
     )
+    notify: Any = Field(  # checked by park.commands.parse_notify, naming the field
+        default=None,
+        description='an e-mail address (a daily digest), or {"email", "when": '
+        '"digest"|"each"|"never", "webhook"}',
+    )
+
+
+class CancelNotifications(Body):
+    keys: list[str] = Field(default_factory=list, max_length=10_000)
+    job_ids: list[str] = Field(default_factory=list, max_length=10_000)
 
 
 class PatchJob(Body):

@@ -11,7 +11,7 @@ from typing import Any
 from park.client.job import Job
 from park.client.local import LocalService
 from park.client.service import RemoteService
-from park.identity import usertag
+from park.identity import notify_request, usertag
 
 local_service = LocalService()
 
@@ -41,10 +41,12 @@ def submit(
     spec: dict[str, Any],
     priority: str = "free",
     tags: dict[str, str] | None = None,
-    notify: str | None = None,
+    notify: str | bool | dict[str, Any] | None = None,
     service: RemoteService | None = None,
 ) -> Job:
-    """Submit a job; it is tagged with the user, the service and the submit time."""
+    """Submit a job; it is tagged with the user, the service and the submit time.
+    `notify`: an address (a daily digest of finished jobs), True (the address in
+    PARKMAIL), or {"email", "when": "digest"|"each"|"never", "webhook"}."""
     service = service or default_service()
     all_tags = {
         "user": usertag(),
@@ -53,8 +55,9 @@ def submit(
         **(tags or {}),
     }
     body: dict[str, Any] = {"kind": kind, "spec": spec, "priority": priority, "tags": all_tags}
-    if notify is not None:
-        body["notify"] = notify
+    request = notify_request(notify)
+    if request is not None:
+        body["notify"] = request
     return Job(service.submit(body)["id"], service)
 
 
@@ -66,7 +69,7 @@ def fit(
     *,
     priority: str = "free",
     tags: dict[str, str] | None = None,
-    notify: str | None = None,
+    notify: str | bool | dict[str, Any] | None = None,
     service: RemoteService | None = None,
     **options: Any,
 ) -> Job:

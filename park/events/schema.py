@@ -32,7 +32,26 @@ class EventBase(BaseModel):
     at: float
 
 
+NotifyWhen = Literal["digest", "each", "never"]
+
+
+class NotifyRequest(BaseModel):
+    """What a submitter asked to hear about its job's end: an e-mail address and/or a
+    webhook, and when (`digest`: one message per address per day; `each`: one per job;
+    `never`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    email: str | None = None
+    when: NotifyWhen = "digest"
+    webhook: str | None = None
+
+
 class JobSubmitted(EventBase):
+    """`notify` is the e-mail address to notify (a daily digest, unless `notification`
+    says otherwise); `notification` is written only when more was asked (another `when`,
+    a webhook), so older readers still read the address."""
+
     type: Literal["job.submitted"] = "job.submitted"
     job_id: str
     user: str
@@ -43,6 +62,13 @@ class JobSubmitted(EventBase):
     notify: str | None = None
     # What the job asks of the pool, e.g. {"pilot": {...}}: its own batch pilot.
     resources: dict[str, JsonValue] | None = Field(default=None, exclude_if=_unset)
+    notification: NotifyRequest | None = Field(default=None, exclude_if=_unset)
+
+    @property
+    def notify_request(self) -> NotifyRequest | None:
+        if self.notification is not None:
+            return self.notification
+        return NotifyRequest(email=self.notify) if self.notify else None
 
 
 class PlannedUnit(BaseModel):
@@ -244,6 +270,58 @@ class PoolDecided(EventBase):
     config: dict[str, JsonValue]
 
 
+NotifyChannel = Literal["email", "webhook"]
+
+
+class NotificationAttempted(EventBase):
+    """A notifier is about to send notice `key` (its idempotency key, from which the
+    Message-ID derives): recorded BEFORE sending, so a crash after it is seen by the next
+    notifier. `attempt` numbers the tries; the fold accepts only the next number, so of
+    two notifiers racing for one notice exactly one holds it, until `deadline`. The first
+    attempt of a digest creates it and fixes its content (`job_ids`, `slot`)."""
+
+    type: Literal["notification.attempted"] = "notification.attempted"
+    key: str
+    attempt: int
+    by: str
+    deadline: float
+    channel: NotifyChannel
+    target: str
+    user: str
+    job_ids: list[str]
+    slot: float | None = None
+
+
+class NotificationSent(EventBase):
+    """The SMTP server (or webhook receiver) accepted notice `key`."""
+
+    type: Literal["notification.sent"] = "notification.sent"
+    key: str
+    attempt: int
+    by: str
+
+
+class NotificationFailed(EventBase):
+    """Attempt `attempt` of notice `key` failed; the next is due at `retry_at`."""
+
+    type: Literal["notification.failed"] = "notification.failed"
+    key: str
+    attempt: int
+    by: str
+    error: str
+    retry_at: float
+
+
+class NotificationCancelled(EventBase):
+    """A user stopped pending notifications: notices by key, and jobs (their `each`
+    notices, and their place in a coming digest)."""
+
+    type: Literal["notification.cancelled"] = "notification.cancelled"
+    by: str
+    keys: list[str] = Field(default_factory=list)
+    job_ids: list[str] = Field(default_factory=list)
+
+
 Event = Annotated[
     JobSubmitted
     | UnitsPlanned
@@ -264,7 +342,11 @@ Event = Annotated[
     | BudgetSet
     | PilotSubmitted
     | PilotStateChanged
-    | PoolDecided,
+    | PoolDecided
+    | NotificationAttempted
+    | NotificationSent
+    | NotificationFailed
+    | NotificationCancelled,
     Field(discriminator="type"),
 ]
 

@@ -27,6 +27,11 @@ from park.events.schema import (
     JobSubmitted,
     JobTagsChanged,
     LeaseExtended,
+    NotificationAttempted,
+    NotificationCancelled,
+    NotificationFailed,
+    NotificationSent,
+    NotifyRequest,
     PilotStateChanged,
     PilotSubmitted,
     PolicyConfigured,
@@ -41,6 +46,7 @@ from park.events.schema import (
 )
 from park.kinds import KINDS
 from park.projections import pilots as pilot_fold
+from park.projections.notices import NoticeBook
 from park.projections.pilots import PilotView
 from park.scheduler.config import PolicyConfig
 
@@ -55,7 +61,7 @@ class JobView:
     spec: dict[str, Any]
     priority: Priority
     tags: dict[str, str]
-    notify: str | None
+    notify: NotifyRequest | None
     submitted_at: float
     resources: dict[str, Any] | None = None
     status: JobStatus = JobStatus.PENDING
@@ -74,6 +80,7 @@ class JobView:
     # How long its units take (wall time, from completions that said): sizes leases.
     timed_units: int = 0
     timed_seconds: float = 0.0
+    charged: float = 0.0  # credits settled for its units
 
     @property
     def unit_seconds(self) -> float | None:
@@ -181,6 +188,8 @@ class ParkState:
     )
     # Batch pilots (park/projections/pilots.py), by pilot id.
     pilots: dict[str, PilotView] = field(default_factory=dict)
+    # Notifications of finished jobs: owed, under way, sent (park/notify sends them).
+    notices: NoticeBook = field(default_factory=NoticeBook)
 
     def apply(self, offset: int, event: Event) -> None:
         if offset <= self.offset:
@@ -244,11 +253,12 @@ class ParkState:
             spec=e.spec,
             priority=e.priority,
             tags=dict(e.tags),
-            notify=e.notify,
+            notify=e.notify_request,
             submitted_at=e.at,
             resources=e.resources,
             kind_state=KINDS[e.kind].start(e.spec),
         )
+        self.notices.job_submitted(e.job_id, e.notify_request)
 
     def _units_planned(self, e: UnitsPlanned) -> None:
         job = self.jobs.get(e.job_id)
@@ -283,7 +293,7 @@ class ParkState:
     def _job_cancelled(self, e: JobCancelled) -> None:
         job = self.jobs.get(e.job_id)
         if job is not None and job.active:
-            self._finish(job, JobStatus.CANCELLED, e.at)
+            self._finish(job, JobStatus.CANCELLED, e.at, cancelled_by=e.by)
 
     def _job_completed(self, e: JobCompleted) -> None:
         job = self.jobs.get(e.job_id)
@@ -297,7 +307,9 @@ class ParkState:
             job.error = e.error
             self._finish(job, JobStatus.FAILED, e.at)
 
-    def _finish(self, job: JobView, status: JobStatus, at: float) -> None:
+    def _finish(
+        self, job: JobView, status: JobStatus, at: float, cancelled_by: str | None = None
+    ) -> None:
         """A finished job keeps its view and result; its units and kind state are dropped,
         outstanding reservations refunded."""
         job.status = status
@@ -310,6 +322,7 @@ class ParkState:
         job.queue.clear()
         job.kind_state = None
         self._set_runnable(job, at)
+        self.notices.job_ended(job.id, job.user, at, cancelled_by)
 
     def _worker_joined(self, e: WorkerJoined) -> None:
         if e.worker_id in self.workers:
@@ -423,6 +436,7 @@ class ParkState:
         KINDS[job.kind].absorb(job.kind_state, unit.payload, e.result)
         entry = self.ledger_entry(job.user, unit.priority)
         entry.charged += e.charged
+        job.charged += e.charged
         entry.core_seconds += e.cpu_seconds
         entry.units += 1
         if e.charged:
@@ -507,4 +521,8 @@ _HANDLERS: dict[type, Any] = {
     BudgetSet: ParkState._budget_set,
     PilotSubmitted: ParkState._pilot_submitted,
     PilotStateChanged: ParkState._pilot_state_changed,
+    NotificationAttempted: lambda s, e: s.notices.attempted(e),
+    NotificationSent: lambda s, e: s.notices.sent(e),
+    NotificationFailed: lambda s, e: s.notices.failed(e),
+    NotificationCancelled: lambda s, e: s.notices.cancelled(e),
 }

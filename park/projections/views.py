@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from park.kinds import KINDS
+from park.projections.notices import Notice
 from park.projections.pilots import pilot_json
 from park.projections.state import JobView, ParkState, WorkerView
 
@@ -31,6 +32,7 @@ def job_json(job: JobView, *, private: bool = True) -> dict[str, Any]:
     if private:
         view["spec"] = job.spec
         view["error"] = job.error
+        view["notify"] = job.notify.model_dump() if job.notify is not None else None
     if job.resources:
         view["resources"] = job.resources
     return view
@@ -42,6 +44,23 @@ def with_pilots(view: dict[str, Any], state: ParkState) -> dict[str, Any]:
         mine = [p for p in state.pilots.values() if p.job_id == view["id"]]
         view["pilots"] = [pilot_json(p) for p in sorted(mine, key=lambda p: p.submitted_at)]
     return view
+
+
+def notice_json(notice: Notice) -> dict[str, Any]:
+    """A notification as its user sees it (`park notify list`, the job page)."""
+    return {
+        "key": notice.key,
+        "channel": notice.channel,
+        "target": notice.target,
+        "user": notice.user,
+        "kind": "digest" if notice.digest else "each",
+        "jobs": notice.job_ids,
+        "status": notice.status,
+        "attempts": notice.attempts,
+        "last_error": notice.last_error,
+        "retry_at": notice.retry_at,
+        "sent_at": notice.sent_at,
+    }
 
 
 def worker_json(worker: WorkerView) -> dict[str, Any]:
@@ -72,3 +91,36 @@ def job_matcher(user: str | None, tags: list[str]) -> Callable[[str, dict[str, s
         return all(w[0] in job_tags and (len(w) == 1 or job_tags[w[0]] == w[1]) for w in wanted)
 
     return matches
+
+
+def waiting_json(channel: str, target: str, user: str, job_ids: list[str]) -> dict[str, Any]:
+    return {
+        "key": None,
+        "channel": channel,
+        "target": target,
+        "user": user,
+        "kind": "digest",
+        "jobs": job_ids,
+        "status": "waiting",  # for the next digest
+        "attempts": 0,
+        "last_error": None,
+        "retry_at": None,
+        "sent_at": None,
+    }
+
+
+def job_notifications(state: ParkState, job: JobView, *, sends_mail: bool) -> dict[str, Any]:
+    """What the job's submitter asked to hear, and what became of it: for the job page."""
+    book = state.notices
+    items = [notice_json(n) for n in book.of_job(job.id)]
+    for (channel, target), queue in book.waiting.items():
+        if any(w.job_id == job.id for w in queue):
+            items.append(waiting_json(channel, target, job.user, [job.id]))
+    note = None
+    if job.notify is not None and job.notify.email and not sends_mail:
+        note = "this server sends no mail (it runs without --smtp)"
+    return {
+        "notify": job.notify.model_dump() if job.notify else None,
+        "notifications": items,
+        "mail_note": note,
+    }

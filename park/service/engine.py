@@ -197,7 +197,7 @@ class ParkService:
         spec: dict[str, Any],
         priority: Priority = Priority.FREE,
         tags: dict[str, str] | None = None,
-        notify: str | None = None,
+        notify: object = None,
         resources: dict[str, Any] | None = None,
     ) -> JobView:
         job_id = new_id()
@@ -339,6 +339,22 @@ class ParkService:
             events = commands.expire_leases(self.state, self.clock())
             await self._run(events)
         return len(events)
+
+    async def record(self, decide: Callable[[ParkState], Sequence[Event]]) -> int:
+        """Decide on the current state and append, under the lock: how an edge that acts
+        outside (the notifier) records what it is about to do and what it did."""
+        async with self._lock:
+            return await self._run(decide(self.state))
+
+    async def cancel_notifications(
+        self, user: str | None, *, keys: Sequence[str] = (), job_ids: Sequence[str] = ()
+    ) -> None:
+        async with self._lock:
+            await self._run(
+                commands.cancel_notifications(
+                    self.state, user, keys=keys, job_ids=job_ids, now=self.clock()
+                )
+            )
 
     async def wait_for_change(self, timeout: float) -> bool:
         with contextlib.suppress(TimeoutError):

@@ -289,6 +289,13 @@ class FollowingService(ParkService):
     async def cancel(self, job_id: str, *, by: str | None) -> JobView:
         return await self._retry_unknown(lambda: ParkService.cancel(self, job_id, by=by))
 
+    async def cancel_notifications(
+        self, user: str | None, *, keys: Sequence[str] = (), job_ids: Sequence[str] = ()
+    ) -> None:
+        await self._retry_unknown(
+            lambda: ParkService.cancel_notifications(self, user, keys=keys, job_ids=job_ids)
+        )
+
     async def change_priority(self, job_id: str, priority: Priority, *, by: str | None) -> JobView:
         return await self._retry_unknown(
             lambda: ParkService.change_priority(self, job_id, priority, by=by)

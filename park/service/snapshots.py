@@ -19,13 +19,14 @@ from park.projections.state import ParkState
 def _format() -> str:
     """Snapshots are pickles of slotted dataclasses, stored by field position: a snapshot
     is only valid for exactly these fields, so their names are part of its format."""
-    from park.projections import pilots, state
+    from park.projections import notices, pilots, state
 
     shapes = [
         f"{cls.__name__}({','.join(f.name for f in dataclasses.fields(cls))})"
         for cls in (
             state.ParkState, state.JobView, state.UnitView, state.WorkerView,
             state.LedgerEntry, state.DecayedUsage, pilots.PilotView,
+            notices.NoticeBook, notices.Notice, notices.Waiting,
         )
     ]  # fmt: skip
     return "park-snapshot-2:" + hashlib.sha256(";".join(shapes).encode()).hexdigest()[:16]
