@@ -192,8 +192,10 @@ class Pbs(BatchSystem):
         launch = (
             'if [ -r "${PBS_NODEFILE:-}" ] && command -v pbsdsh >/dev/null; then\n'
             "  launch='pbsdsh -u'\n"
-            'elif [ -n "${SLURM_JOB_ID:-}" ]; then\n'
-            "  launch='srun --ntasks-per-node=1'\n"
+            'elif [ -n "${SLURM_JOB_ID:-}" ]; then  # (ppn became tasks there: one per node)\n'
+            '  n="${SLURM_JOB_NUM_NODES:-1}"\n'
+            f'  launch="srun --nodes=$n --ntasks=$n --ntasks-per-node=1'
+            f' --cpus-per-task={request.cpus_per_node}"\n'
             "else\n"
             "  launch=''\n"
             "fi\n"

@@ -310,14 +310,17 @@ def decide_pool(state: ParkState, config: PoolConfig, now: float) -> list[PoolDe
     decisions: list[PoolDecision] = []
     pool = [p for p in state.pilots.values() if p.pool and p.live]
     queued = queued_core_seconds(state, config)
-    # Capacity: the cpus of workers that take anyone's work, and of pilots still queued.
+    # Capacity: the cpus of the pool's live pilots (queued, starting or serving), and of
+    # the other workers that take anyone's work.
     serving = sum(
         w.cpus
         for w in state.workers.values()
-        if w.active and w.policy in (WorkerPolicy.ANY, WorkerPolicy.OWN_FIRST)
+        if w.active
+        and w.policy in (WorkerPolicy.ANY, WorkerPolicy.OWN_FIRST)
+        and not (w.pilot_id in state.pilots and state.pilots[w.pilot_id].pool)
     )
     pending = [p for p in pool if p.state == "queued"]
-    cpus = serving + sum(p.cpus for p in pending)
+    cpus = serving + sum(p.cpus for p in pool)
     capacity = cpus * config.target
     nodes = sum(p.nodes for p in pool)
     if queued > capacity:

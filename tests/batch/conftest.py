@@ -32,14 +32,17 @@ def in_queue(batch_id: str) -> bool:
 
 
 @pytest.fixture
-def pilot_server(
-    tmp_path: Path, slurm: None, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[ParkServer]:
-    """`park serve` with no local workers, able to submit pilots (they inherit its
-    environment: tests.batch.units is on their allow list)."""
+def pilot_env(tmp_path: Path, slurm: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What pilots inherit from whoever submits them: tests.batch.units on their allow
+    list and importable."""
     monkeypatch.setenv("PARK_ALLOWED_FUNCTIONS", "tests.batch.units:*")
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def pilot_server(tmp_path: Path, pilot_env: None) -> Iterator[ParkServer]:
+    """`park serve` with no local workers, able to submit pilots."""
     server = ParkServer(data_dir=tmp_path / "park-data", port=free_port())
     server.start()
     try:
