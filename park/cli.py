@@ -379,6 +379,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             for m in report.mismatches[:20]:
                 console.print(f"[red]offset {m.offset} worker {m.worker_id}[/red]")
                 console.print(f"  recorded {m.recorded}\n  replayed {m.replayed}")
+        failed = _print_fold_problems(state, check=args.verify)
         if args.explain:
             if args.explain not in state.jobs:
                 console.print(f"[red]no job {args.explain!r} at offset {state.offset}[/red]")
@@ -387,7 +388,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             if state.recent_grants:
                 last_at = max(last_at, state.recent_grants[-1][1])
             _print_explanation(explain(state, args.explain, last_at))
-        return 1 if report.mismatches else 0
+        return 1 if report.mismatches or (args.verify and failed) else 0
 
     return asyncio.run(run())
 
@@ -397,6 +398,21 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
     sys.stdout.write(events_json_schema_text())
     return 0
+
+
+def _print_fold_problems(state: Any, *, check: bool) -> bool:
+    """Events the fold left out, and (with `check`) the state's broken invariants."""
+    from rich.markup import escape
+
+    console.print(f"events the fold could not apply: {state.fold_errors}")
+    for err in list(state.recent_fold_errors)[-20:]:
+        console.print(f"[red]  offset {err.offset} ({err.type}): {escape(err.message)}[/red]")
+    problems = state.check() if check else []
+    if check:
+        console.print(f"invariants checked: {len(problems)} broken")
+        for problem in problems[:20]:
+            console.print(f"[red]  {escape(problem)}[/red]")
+    return bool(state.fold_errors or problems)
 
 
 # -- wiring -----------------------------------------------------------------------------

@@ -30,6 +30,7 @@ class ParkServer:
     lease_seconds: float = 30.0
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    log_dir: Path | None = None  # where its output goes (default: beside the data directory)
 
     @property
     def url(self) -> str:
@@ -44,7 +45,7 @@ class ParkServer:
             "--lease-seconds", str(self.lease_seconds),
             *self.extra_args,
         ]  # fmt: skip
-        log = (self.data_dir.parent / f"serve-{self.port}.log").open("ab")
+        log = ((self.log_dir or self.data_dir.parent) / f"serve-{self.port}.log").open("ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

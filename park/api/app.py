@@ -56,9 +56,17 @@ class ApiSettings:
     sends_mail: bool = False  # an SMTP server is configured (--smtp)
 
 
-def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     return JSONResponse(
-        {"error": {"code": code, "message": message, "details": details}}, status_code=status
+        {"error": {"code": code, "message": message, "details": details}},
+        status_code=status,
+        headers=headers,
     )
 
 
@@ -144,7 +152,8 @@ def create_app(
     @app.exception_handler(ParkError)
     async def park_error(request: Request, err: ParkError) -> JSONResponse:
         details = {"field": err.field} if err.field else err.details
-        return error_response(err.status, err.code, err.message, details)
+        headers = {"Retry-After": str(err.retry_after)} if err.retry_after else None
+        return error_response(err.status, err.code, err.message, details, headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
@@ -160,7 +169,11 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
         code = "too_large" if err.status_code == 413 else "http_error"
-        return error_response(err.status_code, code, str(err.detail))
+        message = str(err.detail)
+        if err.status_code == 400 and not message.startswith("body"):
+            # FastAPI could not parse the body (nested too deep, a number too long)
+            message = f"body: {message[:1].lower()}{message[1:]}"
+        return error_response(err.status_code, code, message)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, err: Exception) -> JSONResponse:

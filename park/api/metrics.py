@@ -57,3 +57,8 @@ class ParkCollector(Collector):
             "Notifications owed and not yet delivered (digests count per job)",
             value=book.pending(),
         )
+        yield CounterMetricFamily(
+            "park_fold_errors",
+            "Events the fold could not apply (each logged with its offset)",
+            value=state.fold_errors,
+        )

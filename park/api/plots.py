@@ -24,6 +24,10 @@ MAX_POINTS = 5000  # data points drawn with error bars; more are thinned evenly
 _RC: Any = {  # (matplotlib types its rc keys as literals)
     "svg.fonttype": "none",  # text stays text: small files, selectable labels
     "svg.hashsalt": "park",  # stable element ids: the same plot gives the same bytes
+    # Text is shown as given: a user named `$\foo{$` is a name, not math text to parse
+    # (which would fail, and fail every later drawing of the page showing it).
+    "text.parse_math": False,
+    "text.usetex": False,
     "font.size": 9.0,
     "axes.grid": True,
     "grid.alpha": 0.3,

@@ -2,37 +2,35 @@
 
 from __future__ import annotations
 
-import math
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from park.domain import Priority, WorkerPolicy
+from park.events.bounds import check_json
 from park.projections.state import ParkState
 
-
-def _finite(value: Any) -> Any:
-    """NaN and infinity have no JSON spelling: accepted, they would come back as null."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            raise ValueError("NaN and infinity cannot be sent as JSON numbers")
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return value
-
-
-FiniteJson = Annotated[Any, AfterValidator(_finite)]
+# Any JSON; NaN, infinity and what the log could not read back are refused for the whole
+# body at once (RequestBody).
+FiniteJson = Any
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class SubmitJob(Body):
+class RequestBody(Body):
+    """A whole request body: checked once, before its fields, against the bounds of what
+    the log can store and read back (park.events.bounds), naming the offending field."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _within_bounds(cls, data: Any) -> Any:
+        check_json(data, "")
+        return data
+
+
+class SubmitJob(RequestBody):
     kind: str = Field(min_length=1, max_length=64)
     spec: dict[str, FiniteJson]
     priority: Priority = Priority.FREE
@@ -52,14 +50,14 @@ class CancelNotifications(Body):
     job_ids: list[str] = Field(default_factory=list, max_length=10_000)
 
 
-class PatchJob(Body):
+class PatchJob(RequestBody):
     priority: Priority | None = None
     tags: dict[str, str | None] | None = Field(
         default=None, description="tags to set; a null value removes the tag"
     )
 
 
-class RegisterWorker(Body):
+class RegisterWorker(RequestBody):
     name: str = Field(min_length=1, max_length=200)
     cpus: int = Field(default=1, ge=1, le=4096)
     owner: str | None = Field(default=None, max_length=200)
@@ -71,7 +69,7 @@ class RegisterWorker(Body):
     )
 
 
-class LeaseRequest(Body):
+class LeaseRequest(RequestBody):
     max_units: int = Field(default=1, ge=1, le=10_000)
     max_seconds: float | None = Field(default=None, gt=0.0, le=3600.0)
     wait: float = Field(default=0.0, ge=0.0, le=60.0)
@@ -86,30 +84,30 @@ class Report(Body):
     wall_seconds: float = Field(default=0.0, ge=0.0, le=1e9)
 
 
-class Reports(Body):
+class Reports(RequestBody):
     reports: list[Report] = Field(max_length=100_000)
 
 
-class CompleteUnit(Body):
+class CompleteUnit(RequestBody):
     worker_id: str
     result: FiniteJson = None
     cpu_seconds: float = Field(default=0.0, ge=0.0, le=1e9)
 
 
-class FailUnit(Body):
+class FailUnit(RequestBody):
     worker_id: str
     error: str = Field(max_length=100_000)
 
 
-class WorkerUnits(Body):
+class WorkerUnits(RequestBody):
     worker_id: str
 
 
-class HeartbeatUnits(Body):
+class HeartbeatUnits(RequestBody):
     unit_ids: list[str]
 
 
-class SetBudget(Body):
+class SetBudget(RequestBody):
     credits: float | None = Field(ge=0)
 
 

@@ -33,15 +33,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from park.events.log import EventLog, Recorded
+from park.events.log import EventLog, EventTooLarge, LogUnavailable, Recorded
 from park.events.schema import Event, event_from_json, event_to_json
 
 log = logging.getLogger("park.events.kafka")
 
 DEFAULT_TOPIC = "park-events"
+# What a record batch holds besides its one record's value (headers, lengths, CRC).
+_BATCH_OVERHEAD = 256
 
 
-class KafkaLogError(Exception):
+class KafkaLogError(LogUnavailable):
     """The broker did not answer in time, or the topic is unfit to be park's log."""
 
 
@@ -269,6 +271,9 @@ class KafkaEventLog(EventLog):
         producer = self._producer
         assert producer is not None
         values = [event_to_json(e).encode() for e in events]
+        for value in values:  # before anything of the batch is sent
+            if len(value) > self.settings.max_batch_bytes - _BATCH_OVERHEAD:
+                raise self._too_large(value)
         async with self._append_lock:  # this process's batches never interleave
             deliveries: list[tuple[int, asyncio.Future[Any]]] = []
             batch, count = producer.create_batch(), 0
@@ -294,8 +299,8 @@ class KafkaEventLog(EventLog):
         future: asyncio.Future[Any] = await producer.send_batch(batch, self.topic, partition=0)
         return future
 
-    def _too_large(self, value: bytes) -> KafkaLogError:
-        return KafkaLogError(
+    def _too_large(self, value: bytes) -> EventTooLarge:
+        return EventTooLarge(
             f"an event of {len(value)} bytes exceeds max_batch_bytes "
             f"({self.settings.max_batch_bytes})"
         )

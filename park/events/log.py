@@ -13,6 +13,17 @@ from dataclasses import dataclass
 from park.events.schema import Event
 
 
+class LogUnavailable(Exception):
+    """The log cannot take a write now (disk full, database locked, read-only file system,
+    broker unreachable). Nothing of the batch was written; the same append may succeed
+    later, so the API answers 503 with Retry-After."""
+
+
+class EventTooLarge(Exception):
+    """An event larger than the log stores; refused before anything of its batch is
+    written (the API answers 413)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Recorded:
     offset: int

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from park.events.log import EventLog, Recorded
+from park.events.log import EventLog, EventTooLarge, LogUnavailable, Recorded
 from park.events.schema import Event, event_from_json, event_to_json, job_id_of
 
 _SCHEMA = """
@@ -25,6 +25,9 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
+# SQLite's own limit on a value is 1e9 bytes; the body limit of the API keeps far below.
+MAX_EVENT_CHARS = 256 * 1024 * 1024
+
 # Other processes (`park events`, a second reader) cannot be notified in-process; they
 # poll at this interval while waiting.
 _POLL_SECONDS = 0.1
@@ -34,7 +37,10 @@ class SqliteEventLog(EventLog):
     def __init__(self, path: str | Path, *, durable: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # a short busy timeout: a writer outside park holding the file gets a 503, not a stall
+        self._db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=1.0
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.executescript(_SCHEMA)
@@ -48,14 +54,23 @@ class SqliteEventLog(EventLog):
         if not events:
             return []
         rows = [(e.type, e.at, job_id_of(e), event_to_json(e)) for e in events]
+        for row in rows:
+            if len(row[3]) > MAX_EVENT_CHARS:
+                raise EventTooLarge(
+                    f"an event of {len(row[3]):,} characters (the log takes {MAX_EVENT_CHARS:,})"
+                )
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
         try:
+            db.execute("BEGIN IMMEDIATE")
             first = db.execute("SELECT COALESCE(MAX(offset), 0) FROM events").fetchone()[0] + 1
             db.executemany("INSERT INTO events(type, at, job_id, body) VALUES (?,?,?,?)", rows)
             db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
+        except BaseException as err:
+            if db.in_transaction:  # SQLite rolls some failures (a full disk) back itself
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            if isinstance(err, sqlite3.OperationalError | sqlite3.DatabaseError):
+                raise LogUnavailable(f"{self.path.name}: {err}") from err
             raise
         self._appended.set()
         self._appended = asyncio.Event()

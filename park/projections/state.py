@@ -9,7 +9,6 @@ folded together and share one offset, so they are always consistent with each ot
 
 from __future__ import annotations
 
-import contextlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,12 +44,31 @@ from park.events.schema import (
     WorkRequested,
 )
 from park.kinds import KINDS
+from park.projections import invariants
 from park.projections import pilots as pilot_fold
 from park.projections.notices import NoticeBook
 from park.projections.pilots import PilotView
 from park.scheduler.config import PolicyConfig
 
 RECENT_GRANTS = 1000
+RECENT_FOLD_ERRORS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class FoldError:
+    """An event the fold left out, and why."""
+
+    offset: int
+    type: str
+    message: str
+
+
+def _units_of(event: Event) -> tuple[str, ...]:
+    """The units an event concerns, whose invariants the fold checks after it."""
+    if isinstance(event, LeaseExtended):
+        return tuple(event.unit_ids)
+    unit_id = getattr(event, "unit_id", None)
+    return (unit_id,) if unit_id is not None else ()
 
 
 @dataclass(slots=True)
@@ -190,17 +208,41 @@ class ParkState:
     pilots: dict[str, PilotView] = field(default_factory=dict)
     # Notifications of finished jobs: owed, under way, sent (park/notify sends them).
     notices: NoticeBook = field(default_factory=NoticeBook)
+    # Events the fold could not apply: how many, and the latest (for /metrics, the log,
+    # `park replay`).
+    fold_errors: int = 0
+    recent_fold_errors: deque[FoldError] = field(
+        default_factory=lambda: deque(maxlen=RECENT_FOLD_ERRORS)
+    )
 
     def apply(self, offset: int, event: Event) -> None:
         if offset <= self.offset:
             return  # already folded: a replayed or re-delivered event
         self.offset = offset
         handler = _HANDLERS.get(type(event))
-        if handler is not None:
-            # A fact the fold cannot take (the command layer should have refused it) is
-            # ignored, alike on every replay, rather than stopping every future start-up.
-            with contextlib.suppress(Exception):
-                handler(self, event)
+        if handler is None:
+            return
+        # A fact the fold cannot take (the command layer should have refused it) is left
+        # out, alike on every replay, rather than stopping every future start-up; but
+        # loudly. Each handler checks, and runs the kind's fold, before it changes any
+        # table, so a refused event leaves the state as it was.
+        try:
+            handler(self, event)
+        except Exception as err:
+            self._fold_failed(offset, event, f"{type(err).__name__}: {err}")
+            return
+        for unit_id in _units_of(event):
+            problem = invariants.unit_problem(self, unit_id)
+            if problem is not None:
+                self._fold_failed(offset, event, f"invariant broken: {problem}")
+
+    def _fold_failed(self, offset: int, event: Event, message: str) -> None:
+        self.fold_errors += 1
+        self.recent_fold_errors.append(FoldError(offset, event.type, message))
+
+    def check(self) -> list[str]:
+        """Every inconsistency between the tables (park.projections.invariants)."""
+        return invariants.check(self)
 
     def active_jobs(self) -> list[JobView]:
         return [job for job in self.jobs.values() if job.active]
@@ -265,12 +307,12 @@ class ParkState:
         if job is None or not job.active:
             return
         fresh = [u for u in e.units if u.unit_id not in self.units]
+        KINDS[job.kind].planned(job.kind_state, [u.payload for u in fresh])
         for u in fresh:
             self.units[u.unit_id] = UnitView(id=u.unit_id, job_id=job.id, payload=u.payload)
             job.queue.append(u.unit_id)
             job.unit_ids.append(u.unit_id)
         job.units_total += len(fresh)
-        KINDS[job.kind].planned(job.kind_state, [u.payload for u in fresh])
         self._set_runnable(job, e.at)
 
     def _priority_changed(self, e: JobPriorityChanged) -> None:
@@ -421,6 +463,11 @@ class ParkState:
         ):
             return
         job = self.jobs[unit.job_id]
+        kind = KINDS[job.kind]
+        problem = kind.check_result(job.kind_state, unit.payload, e.result)
+        if problem is not None:
+            raise ValueError(f"result of unit {unit.id}: {problem}")
+        kind.absorb(job.kind_state, unit.payload, e.result)
         if unit.status is UnitStatus.LEASED:
             # A holder whose lease expired may report before the unit's new holder: its
             # report wins, and the new holder's reservation is given back.
@@ -433,7 +480,6 @@ class ParkState:
         if e.wall_seconds > 0:
             job.timed_units += 1
             job.timed_seconds += e.wall_seconds
-        KINDS[job.kind].absorb(job.kind_state, unit.payload, e.result)
         entry = self.ledger_entry(job.user, unit.priority)
         entry.charged += e.charged
         job.charged += e.charged

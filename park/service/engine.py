@@ -22,7 +22,8 @@ from typing import Any
 from park import commands
 from park.commands import UnitReport
 from park.domain import Priority, WorkerPolicy
-from park.events.log import EventLog
+from park.errors import TooLarge, Unavailable
+from park.events.log import EventLog, EventTooLarge, LogUnavailable
 from park.events.schema import Event, UnitGranted, UnitLeaseExpired, UnitsPlanned
 from park.projections.state import JobView, ParkState, UnitView
 from park.scheduler.config import PolicyConfig
@@ -92,6 +93,7 @@ class ParkService:
         self._tasks: list[asyncio.Task[None]] = []
         self._snapshot_offset = 0
         self._closing = False
+        self._unsettled: set[str] = set()
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -145,8 +147,10 @@ class ParkService:
                 batch = await self.log.read(after=self.state.offset, limit=10_000)
                 if not batch:
                     break
+                seen = self.state.fold_errors
                 for rec in batch:
                     self.state.apply(rec.offset, rec.event)
+                self._tell_fold_errors(seen)
         self.feed.start_at(self.state.offset, self.state)
 
     def snapshot(self) -> None:
@@ -159,7 +163,7 @@ class ParkService:
     async def _commit(self, events: Sequence[Event]) -> int:
         if not events:
             return self.state.offset
-        offsets = await self.log.append(events)
+        offsets = await self._append(events)
         self._fold(list(zip(offsets, events, strict=True)))
         if any(isinstance(e, UnitsPlanned | UnitLeaseExpired) for e in events):
             self._work_available.set()
@@ -168,11 +172,30 @@ class ParkService:
         self._changed = asyncio.Event()
         return offsets[-1]
 
+    async def _append(self, events: Sequence[Event]) -> list[int]:
+        """Append a batch, or refuse it whole: a log that cannot take it now is a 503 to
+        retry, an event too large for the log a 413."""
+        try:
+            return await self.log.append(events)
+        except LogUnavailable as err:
+            raise Unavailable(f"the event log cannot take writes now ({err}); retry") from err
+        except EventTooLarge as err:
+            raise TooLarge(f"body: too large to record ({err})", field="body") from err
+
     def _fold(self, records: Sequence[tuple[int, Event]]) -> None:
         """Apply events to the projections and tell the job feed what changed."""
+        seen = self.state.fold_errors
         for offset, event in records:
             self.state.apply(offset, event)
+        self._tell_fold_errors(seen)
         self.feed.record(records, self.state)
+
+    def _tell_fold_errors(self, seen: int) -> None:
+        """Log each event the fold left out since it had left out `seen`."""
+        new = self.state.fold_errors - seen
+        if new > 0:
+            for err in list(self.state.recent_fold_errors)[-new:]:
+                log.error("event %d (%s) not applied: %s", err.offset, err.type, err.message)
 
     async def _settle(self, job_ids: Sequence[str] | set[str]) -> None:
         events = commands.settle_jobs(self.state, sorted(job_ids), self.clock())
@@ -183,9 +206,28 @@ class ParkService:
             )
 
     async def _run(self, events: Sequence[Event]) -> int:
+        """Append a command's events, then move the jobs they touched on. Once appended,
+        the command is done and is answered from the folded state: settling that fails
+        (the log full or gone meanwhile) is retried in the background, not reported."""
         offset = await self._commit(events)
-        await self._settle(commands.jobs_touched(events))
+        await self._settle_or_defer(commands.jobs_touched(events))
         return max(offset, self.state.offset)
+
+    async def _settle_or_defer(self, job_ids: Sequence[str] | set[str]) -> None:
+        try:
+            await self._settle(job_ids)
+        except Exception as err:
+            if not isinstance(err, Unavailable):
+                log.exception("settling jobs %s failed; retrying", sorted(job_ids))
+            self._unsettled.update(job_ids)
+
+    async def _settle_deferred(self) -> None:
+        """Settle jobs whose settling failed after their command was recorded."""
+        if not self._unsettled:
+            return
+        async with self._lock:
+            job_ids, self._unsettled = self._unsettled, set()
+            await self._settle_or_defer(job_ids)
 
     # -- commands -------------------------------------------------------------------------
 
@@ -368,7 +410,10 @@ class ParkService:
         while True:
             await asyncio.sleep(self.config.reap_interval)
             try:
+                await self._settle_deferred()
                 await self.expire_leases()
+            except Unavailable as err:  # a full disk: the next tick retries
+                log.warning("%s", err)
             except Exception:  # keep reaping; the next tick retries
                 log.exception("reaping expired leases failed")
 

@@ -141,9 +141,11 @@ class FollowingService(ParkService):
                 batch = await self.log.read(after=self.state.offset, limit=10_000)
                 if not batch:
                     break
+                seen = self.state.fold_errors
                 for offset, event in self._continuing([(r.offset, r.event) for r in batch]):
                     self._observe(event)
                     self.state.apply(offset, event)
+                self._tell_fold_errors(seen)
         self._touched.clear()  # the leader settles every active job when it takes office
         self.feed.start_at(self.state.offset, self.state)
 
@@ -182,9 +184,11 @@ class FollowingService(ParkService):
         fresh = self._continuing(records)
         if not fresh:
             return
+        seen = self.state.fold_errors
         for offset, event in fresh:
             self._observe(event)
             self.state.apply(offset, event)
+        self._tell_fold_errors(seen)
         self.feed.record(fresh, self.state)
         self._answered()
         if any(isinstance(e, UnitsPlanned | UnitLeaseExpired) for _, e in fresh):
@@ -260,7 +264,7 @@ class FollowingService(ParkService):
     async def _commit(self, events: Sequence[Event]) -> int:
         if not events:
             return self.state.offset
-        offsets = await self.log.append(events)
+        offsets = await self._append(events)
         if offsets[0] == self.state.offset + 1:
             self._fold(list(zip(offsets, events, strict=True)))  # ours are next: fold now
         if self.state.offset < offsets[-1]:

@@ -51,11 +51,15 @@ class SnapshotStore:
     def save(self, state: ParkState) -> Path:
         path = self.directory / f"state-{state.offset:015d}.pickle"
         tmp = path.with_suffix(".tmp")
-        with tmp.open("wb") as f:
-            pickle.dump((FORMAT, state), f, protocol=pickle.HIGHEST_PROTOCOL)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with tmp.open("wb") as f:
+                pickle.dump((FORMAT, state), f, protocol=pickle.HIGHEST_PROTOCOL)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk must not keep half a snapshot
+            raise
         for old in self._files()[:-_KEEP]:
             old.unlink(missing_ok=True)
         return path

@@ -8,8 +8,15 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from park.events.bounds import MAX_DEPTH, check_json
 from park.events.log import EventLog
-from park.events.schema import JobCancelled, JobSubmitted, UnitCompleted, WorkerJoined
+from park.events.schema import (
+    JobCancelled,
+    JobCompleted,
+    JobSubmitted,
+    UnitCompleted,
+    WorkerJoined,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -18,6 +25,16 @@ def submitted(job_id: str, at: float = 1.0) -> JobSubmitted:
     return JobSubmitted(
         at=at, job_id=job_id, user="ann", kind="map", spec={"function": "m:f", "inputs": []}
     )
+
+
+def deepest_accepted() -> object:
+    """A value at the edge's limits (park.events.bounds): as deep as a request body may
+    nest it, with non-ASCII text, a huge integer, the smallest float."""
+    value: object = {"text": "é\u2028\U0001f600" * 100, "n": 10**300, "tiny": 5e-324}
+    for _ in range(MAX_DEPTH - 5):  # body > spec > inputs > [ ... ] > the object
+        value = [value]
+    check_json({"spec": {"inputs": [value]}}, "")
+    return value
 
 
 class EventLogContract:
@@ -108,3 +125,17 @@ class EventLogContract:
         assert sorted(offsets) == list(range(1, 51))
         for batch in batches:  # a batch stays contiguous
             assert batch == list(range(batch[0], batch[0] + 5))
+
+    async def test_what_the_edge_accepts_comes_back(self, log: EventLog) -> None:
+        """Every value the API lets through, in the deepest event it can end up in (a
+        map job's result holding a unit's result), is read back equal."""
+        value = deepest_accepted()
+        events = [
+            JobSubmitted(at=1.0, job_id="a", user="ann", kind="map",
+                         spec={"function": "m:f", "inputs": [value]}, tags={"t": "ü"}),
+            UnitCompleted(at=2.0, unit_id="a/0", job_id="a", worker_id="w", result=[value],
+                          cpu_seconds=0.1, charged=0.0),
+            JobCompleted(at=3.0, job_id="a", result={"outputs": [[value]]}),
+        ]  # fmt: skip
+        await log.append(events)
+        assert [r.event for r in await log.read(after=0)] == events

@@ -94,3 +94,23 @@ def test_kafka_mode_fields_are_written_only_when_set() -> None:
     for event in (plain, grant, ask, decision):
         assert event_from_json(event_to_json(event)) == event
     assert '"granted":0' in event_to_json(decision) and '"basis":0' in event_to_json(decision)
+
+
+async def test_an_event_too_large_for_a_record_batch_is_refused_whole(
+    kafka_bootstrap: str,
+) -> None:
+    """Refused before anything of its batch is sent (the API answers 413), not half of
+    the batch on the topic."""
+    from park.events.log import EventTooLarge
+    from park.events.schema import JobSubmitted
+
+    log = KafkaEventLog(f"kafka://{kafka_bootstrap}/{unique_topic()}?max_batch_bytes=100000")
+    try:
+        large = JobSubmitted(at=1.0, job_id="big", user="ann", kind="map",
+                             spec={"function": "m:f", "inputs": ["x" * 200_000]})  # fmt: skip
+        with pytest.raises(EventTooLarge):
+            await log.append([submitted("a"), large])
+        assert await log.last_offset() == 0
+        assert await log.append([submitted("b")]) == [1]
+    finally:
+        await log.close()

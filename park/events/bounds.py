@@ -1,0 +1,86 @@
+"""The bounds of what park accepts, chosen inside what every log reader decodes.
+
+Anything a client or worker sends ends up in an event, and every event must come back out
+of the log: through the SQLite and Kafka adapters (`event_from_json`, pydantic's JSON
+parser, which refuses nesting deeper than `READER_DEPTH`), `park replay`, the HTTP
+answers that show it, and a restart after a crash. A value the readers cannot decode
+would be accepted once and then break every read, replay and start-up after it. So the
+edge refuses, naming the field, any value nested deeper than `MAX_DEPTH`, a string longer
+than `MAX_STRING` or holding a lone surrogate (no UTF-8 spelling: the log stores UTF-8),
+an array or object with more than `MAX_ITEMS` entries, and NaN or infinity (no JSON
+spelling). `ENVELOPE_DEPTH` is how deep the log nests a value the edge took (a unit's
+result inside a job's result inside its event); tests/events/test_bounds.py checks the
+readers against these numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from park.errors import InvalidRequest
+
+MAX_DEPTH = 32
+MAX_STRING = 1_000_000
+MAX_ITEMS = 1_000_000
+READER_DEPTH = 200  # pydantic-core's JSON parser: "recursion limit exceeded" beyond this
+ENVELOPE_DEPTH = 8  # event > job result > outputs > a unit's result (kept well above that)
+assert MAX_DEPTH + ENVELOPE_DEPTH < READER_DEPTH
+
+
+class OutOfBounds(InvalidRequest):
+    """A value park would not be able to read back. Not a ValueError: raised inside a
+    pydantic validator it passes through with its own `field`, the full dotted path."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field or 'body'}: {message}", field=field or "body")
+
+
+def _string_problem(text: str) -> str | None:
+    if len(text) > MAX_STRING:
+        return f"a string of {len(text):,} characters (the limit is {MAX_STRING:,})"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            return f"a lone surrogate ({text[err.start]!r}) is not valid Unicode"
+    return None
+
+
+def _join(path: str, key: str | int) -> str:
+    """`spec.inputs.3`: the dotted path the API names fields by (as pydantic's)."""
+    if isinstance(key, int):
+        key = str(key)
+    elif len(key) > 40:
+        key = key[:40] + "..."
+    return f"{path}.{key}" if path else key
+
+
+def check_json(value: Any, field: str) -> None:
+    """Raise OutOfBounds naming the first part of `value` (a decoded JSON value at
+    `field`) that park could not store and read back. Iterative: depth is what it checks."""
+    stack: list[tuple[Any, str, int]] = [(value, field, 1)]
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, str):
+            problem = _string_problem(item)
+            if problem is not None:
+                raise OutOfBounds(path, problem)
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise OutOfBounds(path, "NaN and infinity cannot be sent as JSON numbers")
+        elif isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                raise OutOfBounds(path, f"nested deeper than {MAX_DEPTH} levels")
+            if len(item) > MAX_ITEMS:
+                raise OutOfBounds(path, f"{len(item):,} entries (the limit is {MAX_ITEMS:,})")
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    if not isinstance(key, str):
+                        raise OutOfBounds(path, "object keys must be strings")
+                    problem = _string_problem(key)
+                    if problem is not None:
+                        raise OutOfBounds(path, f"a key holds {problem}")
+                    stack.append((child, _join(path, key), depth + 1))
+            else:
+                stack.extend((child, _join(path, i), depth + 1) for i, child in enumerate(item))
