@@ -68,6 +68,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         scheduler=not args.no_scheduler,
         pilots=args.pilots,
         pilot_server=args.pilot_server,
+        max_active_jobs=args.max_active_jobs,
+        max_queued_units=args.max_queued_units,
     )
     try:
         serve(options)
@@ -436,6 +438,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", help="token file: lines of 'TOKEN USER [user|worker|admin]'")
     p.add_argument(
         "--insecure", action="store_true", help="allow a non-loopback address without tokens"
+    )
+    p.add_argument(
+        "--max-active-jobs",
+        type=int,
+        default=1000,
+        help="per user: the most active jobs (more submissions get 429; default 1000)",
+    )
+    p.add_argument(
+        "--max-queued-units",
+        type=int,
+        default=1_000_000,
+        help="per user: the most queued units before submissions get 429 (default 1000000)",
     )
     p.add_argument(
         "--durable",

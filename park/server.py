@@ -14,10 +14,13 @@ from typing import Any
 
 import uvicorn
 
+from park import datadir
 from park.api.app import ApiSettings, create_app
 from park.api.auth import Role, TokenTable
 from park.events.sqlite import SqliteEventLog
+from park.service import limits
 from park.service.engine import ParkService, ServiceConfig
+from park.service.limits import UserLimits
 from park.service.snapshots import SnapshotStore
 from park.worker.local import LocalWorkers
 
@@ -40,6 +43,9 @@ class ServeOptions:
     # pilots' workers reach this server at (default: the one it listens on).
     pilots: str | None = None
     pilot_server: str | None = None
+    # Per user: the most active jobs and queued units (beyond them, a submission is a 429).
+    max_active_jobs: int = limits.ACTIVE_JOBS
+    max_queued_units: int = limits.QUEUED_UNITS
 
 
 def is_loopback(host: str) -> bool:
@@ -87,15 +93,20 @@ def build_service(options: ServeOptions) -> ParkService:
         return build_following_service(
             options.log,
             options.data_dir,
-            config=ServiceConfig(lease_seconds=options.lease_seconds),
+            config=service_config(options),
             candidate=options.scheduler,
             name=f"park-serve-{options.host}-{options.port}-{os.getpid()}",
         )
     return ParkService(
         SqliteEventLog.in_data_dir(options.data_dir, durable=options.durable),
         snapshots=SnapshotStore.in_data_dir(options.data_dir),
-        config=ServiceConfig(lease_seconds=options.lease_seconds),
+        config=service_config(options),
     )
+
+
+def service_config(options: ServeOptions) -> ServiceConfig:
+    per_user = UserLimits(options.max_active_jobs, options.max_queued_units)
+    return ServiceConfig(lease_seconds=options.lease_seconds, limits=per_user)
 
 
 def serve(options: ServeOptions) -> None:
@@ -118,6 +129,16 @@ def serve(options: ServeOptions) -> None:
         f"http://{connect_host}:{options.port}", options.workers, token=worker_token
     )
 
+    lock = None
+    if not is_kafka(options.log):
+        lock = datadir.hold(
+            options.data_dir, f"process {os.getpid()} (park serve on {options.host}:{options.port})"
+        )
+        if lock is None:
+            raise ConfigError(
+                f"--data-dir: {options.data_dir} is in use by {datadir.holder(options.data_dir)}; "
+                "one server per data directory (stop that one, or give another --data-dir)"
+            )
     service = build_service(options)
     pilots = pilot_manager(options, service, f"http://{connect_host}:{options.port}", worker_token)
 
@@ -141,7 +162,11 @@ def serve(options: ServeOptions) -> None:
     config = uvicorn.Config(
         app, host=options.host, port=options.port, log_level="warning", access_log=False
     )
-    ParkUvicorn(config, service, before_shutdown=stop_workers).run()
+    try:
+        ParkUvicorn(config, service, before_shutdown=stop_workers).run()
+    finally:
+        if lock is not None:
+            lock.close()
 
 
 def pilot_manager(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import json
 import os
 import secrets
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from park import datadir
 from park.client.errors import ServiceUnavailable
 from park.client.http import ParkHttp
 from park.client.service import RemoteService
@@ -64,11 +64,8 @@ class LocalService(RemoteService):
                 return
             data_dir = self.data_dir or default_data_dir()
             data_dir.mkdir(parents=True, exist_ok=True)
-            lock = (data_dir / "local.lock").open("a+")
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                lock.close()
+            lock = datadir.hold(data_dir, f"process {os.getpid()} (the local park service)")
+            if lock is None:
                 self.url, self.token = self._address_of_owner(data_dir)
             else:
                 self._lock_file = lock

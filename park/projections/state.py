@@ -208,6 +208,8 @@ class ParkState:
     pilots: dict[str, PilotView] = field(default_factory=dict)
     # Notifications of finished jobs: owed, under way, sent (park/notify sends them).
     notices: NoticeBook = field(default_factory=NoticeBook)
+    # Active jobs per user (for the per-user limits).
+    active_jobs_of: dict[str, int] = field(default_factory=dict)
     # Events the fold could not apply: how many, and the latest (for /metrics, the log,
     # `park replay`).
     fold_errors: int = 0
@@ -301,6 +303,7 @@ class ParkState:
             kind_state=KINDS[e.kind].start(e.spec),
         )
         self.notices.job_submitted(e.job_id, e.notify_request)
+        self.active_jobs_of[e.user] = self.active_jobs_of.get(e.user, 0) + 1
 
     def _units_planned(self, e: UnitsPlanned) -> None:
         job = self.jobs.get(e.job_id)
@@ -354,6 +357,11 @@ class ParkState:
     ) -> None:
         """A finished job keeps its view and result; its units and kind state are dropped,
         outstanding reservations refunded."""
+        left = self.active_jobs_of.get(job.user, 1) - 1
+        if left > 0:
+            self.active_jobs_of[job.user] = left
+        else:
+            self.active_jobs_of.pop(job.user, None)
         job.status = status
         job.finished_at = at
         for unit_id in job.unit_ids:

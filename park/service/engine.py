@@ -28,6 +28,7 @@ from park.events.schema import Event, UnitGranted, UnitLeaseExpired, UnitsPlanne
 from park.projections.state import JobView, ParkState, UnitView
 from park.scheduler.config import PolicyConfig
 from park.service.feed import JobFeed
+from park.service.limits import UserLimits, check_submit
 from park.service.snapshots import SnapshotStore
 
 log = logging.getLogger("park.service")
@@ -40,6 +41,7 @@ class ServiceConfig:
     snapshot_every_events: int = 100_000
     snapshot_interval: float = 300.0
     reap_interval: float = 0.5
+    limits: UserLimits = field(default_factory=UserLimits)
 
 
 @contextlib.contextmanager
@@ -244,6 +246,7 @@ class ParkService:
     ) -> JobView:
         job_id = new_id()
         async with self._lock:
+            check_submit(self.state, user, self.config.limits)
             events = commands.submit_job(
                 job_id=job_id,
                 user=user,
