@@ -23,11 +23,19 @@ from park.client.service import RemoteService
 from park.identity import NoAddress, notify_request, usertag
 
 console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _server_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", default=os.environ.get("PARK_SERVER", DEFAULT_SERVER))
-    p.add_argument("--token", default=os.environ.get("PARK_TOKEN"))
+    server = os.environ.get("PARK_SERVER", DEFAULT_SERVER)
+    p.add_argument(
+        "--server", default=server, help=f"the park server's URL (env PARK_SERVER; now {server})"
+    )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("PARK_TOKEN"),
+        help="API token, when the server has a token file (env PARK_TOKEN)",
+    )
 
 
 def _log_arg(p: argparse.ArgumentParser) -> None:
@@ -43,101 +51,136 @@ def _client(args: argparse.Namespace) -> ParkHttp:
     return ParkHttp(args.server, args.token)
 
 
-def _json_arg(text: str) -> Any:
+class UsageError(Exception):
+    """A mistake on the command line; the message says what to fix."""
+
+
+def _error(command: str, message: str) -> None:
+    """One line on stderr, never a traceback."""
+    err_console.print(f"park {command}: {message}", style="red", markup=False, highlight=False)
+
+
+def _set_log_level(level: str) -> None:
+    """park's own loggers at `level`; libraries (httpx logs each request at INFO) only
+    from warnings on, unless debugging."""
+    logging.getLogger("park").setLevel(level.upper())
+    if level == "debug":
+        logging.getLogger().setLevel(logging.DEBUG)
+
+
+def _read_file(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text()
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{what} {path}: is a directory, not a file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"{what} {path}: cannot read it ({err})") from None
+
+
+def _json_arg(text: str, what: str = "spec") -> Any:
+    source = f"{what} (JSON)"
     if text.startswith("@"):
-        text = Path(text[1:]).read_text()
-    return json.loads(text)
+        source = f"{what} file {text[1:]}"
+        text = _read_file(text[1:], f"{what} file")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UsageError(
+            f"{source} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
+            " (pass JSON text, or @FILE for a file)"
+        ) from None
 
 
 # -- commands ---------------------------------------------------------------------------
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from park.server import ConfigError, ServeOptions, serve
+    from park.server import ConfigError, serve
+    from park.settings import ServeSettings, load
 
-    options = ServeOptions(
-        host=args.host,
-        port=args.port,
-        data_dir=Path(args.data_dir),
-        workers=args.workers,
-        lease_seconds=args.lease_seconds,
-        tokens=Path(args.tokens) if args.tokens else None,
-        insecure=args.insecure,
-        durable=args.durable,
-        log=args.log,
-        scheduler=not args.no_scheduler,
-        pilots=args.pilots,
-        pilot_server=args.pilot_server,
-        max_active_jobs=args.max_active_jobs,
-        max_queued_units=args.max_queued_units,
-    )
+    settings = load(ServeSettings, args)
+    _set_log_level(settings.log_level)
     try:
-        serve(options)
+        serve(settings)
     except ConfigError as err:
-        console.print(f"[red]park serve: {err}[/red]")
+        _error("serve", str(err))
         return 2
     return 0
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
-    from park.server import ConfigError, SchedulerOptions, run_scheduler
+    from park.server import ConfigError, run_scheduler
+    from park.settings import SchedulerSettings, load
 
-    if not args.log:
-        console.print("[red]park scheduler: --log kafka://HOST:PORT[/topic] (or PARK_LOG)[/red]")
+    settings = load(SchedulerSettings, args)
+    _set_log_level(settings.log_level)
+    if not settings.log:
+        _error("scheduler", "--log kafka://HOST:PORT[/topic] (or PARK_LOG) is needed")
         return 2
-    options = SchedulerOptions(
-        log=args.log, data_dir=Path(args.data_dir), lease_seconds=args.lease_seconds
-    )
     try:
-        run_scheduler(options)
+        run_scheduler(settings)
     except ConfigError as err:
-        console.print(f"[red]park scheduler: {err}[/red]")
+        _error("scheduler", str(err))
         return 2
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from park.worker.agent import ServerGone, WorkerAgent, WorkerOptions
+    from park.settings import WorkerSettings, load
+    from park.worker.agent import ServerGone, WorkerAgent, WorkerRefused
 
-    policy = "own-only" if args.own_only else "own-first" if args.own_first else args.policy
-    owner = args.owner
-    if policy in ("own-only", "own-first") and owner is None and not args.token:
-        owner = usertag()  # with a token, the server takes the owner from it
-    options = WorkerOptions(
-        server=args.server,
-        cpus=args.cpus,
-        name=args.name or "",
-        owner=owner,
-        policy=policy,
-        job=args.job,
-        token=args.token,
-        pilot=args.pilot,
-        until=args.until,
-        max_load=args.max_load,
-        hours=args.hours,
+    settings = load(WorkerSettings, args)
+    _set_log_level(settings.log_level)
+    policy = (
+        "own-only" if settings.own_only else "own-first" if settings.own_first else settings.policy
     )
+    owner = settings.owner
+    if policy in ("own-only", "own-first") and owner is None and not settings.token:
+        owner = usertag()  # with a token, the server takes the owner from it
+    settings = settings.model_copy(update={"policy": policy, "owner": owner})
 
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await WorkerAgent(options).run(stop)
+        await WorkerAgent(settings, on_registered=banner).run(stop)
+
+    def banner(worker_id: str) -> None:
+        s = settings
+        if s.log_level not in ("debug", "info"):
+            return
+        whose = f"policy {s.policy}" + (f", owner {s.owner}" if s.owner else "")
+        whose += f", job {s.job}" if s.job else ""
+        print(
+            f"park worker: {worker_id} on {s.server}; {s.cpus} cpu{'s' if s.cpus != 1 else ''}; "
+            f"{whose}; token {'on' if s.token else 'off'}; log level {s.log_level}\n"
+            "  Ctrl-C to stop",
+            flush=True,
+        )
 
     try:
         asyncio.run(run())
+    except WorkerRefused as err:
+        _error("worker", str(err))
+        return 2
     except ServerGone as err:
-        console.print(f"[red]park worker: {err}[/red]")
+        _error("worker", str(err))
         return 1
     return 0
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     spec = _json_arg(args.spec)
+    if not isinstance(spec, dict):
+        raise UsageError("spec: expected a JSON object ({...})")
     if args.data:  # a data file for a fit: sent as text, parsed (and checked) by the server
-        old = spec.get("data") if isinstance(spec.get("data"), dict) else {}
+        old = spec.get("data")
+        old = old if isinstance(old, dict) else {}
         kept = {k: v for k, v in old.items() if k in ("format", "columns")}
-        spec["data"] = {"text": Path(args.data).read_text(), **kept}
+        spec["data"] = {"text": _read_file(args.data, "--data"), **kept}
     tags = {"user": usertag()}
     for tag in args.tag:
         key, _, value = tag.partition("=")
@@ -424,80 +467,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="park", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("serve", help="run the service on the embedded log")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--data-dir", default="./park-data")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="local worker processes (default: one per core; 0 for none)",
+    from park.settings import SchedulerSettings, ServeSettings, WorkerSettings, add_arguments
+
+    p = sub.add_parser(
+        "serve",
+        help="run the service on the embedded log",
+        description=ServeSettings.__doc__,
     )
-    p.add_argument("--lease-seconds", type=float, default=30.0)
-    p.add_argument("--tokens", help="token file: lines of 'TOKEN USER [user|worker|admin]'")
-    p.add_argument(
-        "--insecure", action="store_true", help="allow a non-loopback address without tokens"
-    )
-    p.add_argument(
-        "--max-active-jobs",
-        type=int,
-        default=1000,
-        help="per user: the most active jobs (more submissions get 429; default 1000)",
-    )
-    p.add_argument(
-        "--max-queued-units",
-        type=int,
-        default=1_000_000,
-        help="per user: the most queued units before submissions get 429 (default 1000000)",
-    )
-    p.add_argument(
-        "--durable",
-        action="store_true",
-        help="fsync every append (survives power loss, not just process crashes)",
-    )
-    _log_arg(p)
-    p.add_argument(
-        "--no-scheduler",
-        action="store_true",
-        help="with a Kafka log: do not stand as scheduler leader (run `park scheduler`s)",
-    )
-    p.add_argument(
-        "--pilots",
-        metavar="SCHEDULER:OPTIONS",
-        help="an adaptive pool of batch pilots, e.g. slurm:max-nodes=8,idle=300,target=300,"
-        "max-pending=2,cpus-per-node=1,walltime=1:00:00,queue=debug",
-    )
-    p.add_argument("--pilot-server", help="the URL pilots' workers reach this server at")
+    add_arguments(p, ServeSettings)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
-        "scheduler", help="with a Kafka log: a scheduler candidate (leader or standby) alone"
+        "scheduler",
+        help="with a Kafka log: a scheduler candidate (leader or standby) alone",
+        description=SchedulerSettings.__doc__,
     )
-    _log_arg(p)
-    p.add_argument("--data-dir", default="./park-data", help="for its snapshots")
-    p.add_argument("--lease-seconds", type=float, default=30.0)
+    add_arguments(p, SchedulerSettings)
     p.set_defaults(func=cmd_scheduler)
 
-    p = sub.add_parser("worker", help="run units for a server")
-    _server_args(p)
-    p.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--name")
-    p.add_argument("--owner", help="the user this worker belongs to")
-    p.add_argument("--policy", choices=["any", "own-first", "own-only", "job"], default="any")
-    p.add_argument("--job", help="with --policy job: the one job this worker serves")
-    p.add_argument("--own-only", action="store_true", help="a desktop: only its owner's jobs")
-    p.add_argument(
-        "--own-first", action="store_true", help="a desktop: its owner's jobs first, then any"
-    )
-    p.add_argument(
-        "--max-load",
-        type=float,
-        help="pause taking units while the machine's other load is above this",
-    )
-    p.add_argument("--hours", help="take work only in these local hours, e.g. 18:00-08:00")
-    p.add_argument("--pilot", help=argparse.SUPPRESS)  # set by a pilot's batch script
-    p.add_argument("--until", type=float, help="leave at this time (epoch seconds)")
+    p = sub.add_parser("worker", help="run units for a server", description=WorkerSettings.__doc__)
+    add_arguments(p, WorkerSettings)
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("submit", help="submit a job; prints its id")
@@ -607,15 +596,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    from park.settings import SettingsError
+
     try:
         code = args.func(args)
-    except NoAddress as err:
-        console.print(f"[red]park {args.command}: {err}[/red]")
+    except (UsageError, SettingsError, NoAddress) as err:
+        _error(args.command, str(err))
         code = 2
     except BadRequest as err:
-        console.print(f"[red]park {args.command}: {err} ({err.status})[/red]")
+        _error(args.command, f"{err} ({err.status})")
         code = 2
     except ParkClientError as err:
-        console.print(f"[red]park {args.command}: {err}[/red]")
+        _error(args.command, str(err))
         code = 1
+    except KeyboardInterrupt:
+        code = 130
     sys.exit(code)

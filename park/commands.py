@@ -78,9 +78,7 @@ def parse_notify(value: object) -> NotifyRequest | None:
     if isinstance(value, NotifyRequest):
         value = value.model_dump()
     if not isinstance(value, dict):
-        raise InvalidRequest(
-            "notify: an e-mail address or {email, when, webhook}", field="notify"
-        )
+        raise InvalidRequest("notify: an e-mail address or {email, when, webhook}", field="notify")
     unknown = sorted(set(value) - {"email", "when", "webhook"})
     if unknown:
         raise InvalidRequest(f"notify.{unknown[0]}: unknown field", field=f"notify.{unknown[0]}")

@@ -8,7 +8,6 @@ import contextlib
 import ipaddress
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,34 +17,14 @@ from park import datadir
 from park.api.app import ApiSettings, create_app
 from park.api.auth import Role, TokenTable
 from park.events.sqlite import SqliteEventLog
-from park.service import limits
 from park.service.engine import ParkService, ServiceConfig
 from park.service.limits import UserLimits
 from park.service.snapshots import SnapshotStore
+from park.settings import SchedulerSettings, ServeSettings
 from park.worker.local import LocalWorkers
 
-
-@dataclass(frozen=True, slots=True)
-class ServeOptions:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    data_dir: Path = Path("park-data")
-    workers: int = os.cpu_count() or 1
-    lease_seconds: float = 30.0
-    tokens: Path | None = None
-    insecure: bool = False
-    durable: bool = False
-    # The log: None for the embedded SQLite file under `data_dir`, or kafka://HOST:PORT[/topic]
-    # for a topic shared with other servers (then `scheduler`: stand as scheduler leader).
-    log: str | None = None
-    scheduler: bool = True
-    # The adaptive pool of batch pilots (`slurm:max-nodes=8,idle=300,...`), and the URL
-    # pilots' workers reach this server at (default: the one it listens on).
-    pilots: str | None = None
-    pilot_server: str | None = None
-    # Per user: the most active jobs and queued units (beyond them, a submission is a 429).
-    max_active_jobs: int = limits.ACTIVE_JOBS
-    max_queued_units: int = limits.QUEUED_UNITS
+ServeOptions = ServeSettings
+SchedulerOptions = SchedulerSettings
 
 
 def is_loopback(host: str) -> bool:
@@ -126,7 +105,11 @@ def serve(options: ServeOptions) -> None:
             raise ConfigError("local workers need a token with role 'worker' in the token file")
     connect_host = "127.0.0.1" if options.host in ("0.0.0.0", "::", "") else options.host
     workers = LocalWorkers(
-        f"http://{connect_host}:{options.port}", options.workers, token=worker_token
+        f"http://{connect_host}:{options.port}",
+        options.workers,
+        token=worker_token,
+        # their start lines would repeat the banner; warnings and errors still show
+        env={"PARK_LOG_LEVEL": "warning" if options.log_level == "info" else options.log_level},
     )
 
     lock = None
@@ -160,13 +143,39 @@ def serve(options: ServeOptions) -> None:
         on_shutdown=stop_workers,
     )
     config = uvicorn.Config(
-        app, host=options.host, port=options.port, log_level="warning", access_log=False
+        app,
+        host=options.host,
+        port=options.port,
+        log_level="info" if options.access_log else "warning",
+        access_log=options.access_log,
     )
+    quiet = options.log_level in ("warning", "error")
+    banner = None if quiet else serve_banner(options, workers=options.workers)
     try:
-        ParkUvicorn(config, service, before_shutdown=stop_workers).run()
+        ParkUvicorn(config, service, before_shutdown=stop_workers, banner=banner).run()
     finally:
         if lock is not None:
             lock.close()
+
+
+def serve_banner(options: ServeSettings, *, workers: int) -> Callable[[str], str]:
+    """What a newcomer needs to see once: where it listens, where the work is kept,
+    who runs it, whether it asks for tokens. Filled in with the bound URL."""
+    if is_kafka(options.log):
+        log = f"log {options.log} (snapshots in {options.data_dir})"
+    else:
+        log = f"data {Path(options.data_dir).resolve()} (SQLite log)"
+    tokens = f"tokens on ({options.tokens})" if options.tokens else "tokens off"
+
+    def text(url: str) -> str:
+        return (
+            f"park serve: {url}  (web page {url}/, API docs {url}/docs)\n"
+            f"  {log}; {workers} local worker{'s' if workers != 1 else ''}; {tokens}; "
+            f"log level {options.log_level}\n"
+            "  Ctrl-C to stop"
+        )
+
+    return text
 
 
 def pilot_manager(
@@ -220,10 +229,22 @@ class ParkUvicorn(uvicorn.Server):
         service: ParkService,
         *,
         before_shutdown: Callable[[], Awaitable[None]] | None = None,
+        banner: Callable[[str], str] | None = None,
     ) -> None:
         super().__init__(config)
         self._service = service
         self._before_shutdown = before_shutdown
+        self._banner = banner
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        await super().startup(sockets)
+        if self._banner is not None and self.started:
+            host, port = self.config.host, self.config.port
+            for server in self.servers:
+                for sock in server.sockets:
+                    port = sock.getsockname()[1]
+            shown = f"[{host}]" if ":" in host else host
+            print(self._banner(f"http://{shown}:{port}"), flush=True)
 
     async def shutdown(self, sockets: list[Any] | None = None) -> None:
         """Local workers leave while the server still listens (so their leases are given
@@ -234,17 +255,10 @@ class ParkUvicorn(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-@dataclass(frozen=True, slots=True)
-class SchedulerOptions:
-    log: str
-    data_dir: Path = Path("park-data")
-    lease_seconds: float = 30.0
-
-
 def run_scheduler(options: SchedulerOptions) -> None:
     """`park scheduler`: a scheduler candidate without an HTTP API. It follows the log like
     an API server; while it leads, it grants, plans, settles and reaps."""
-    if not is_kafka(options.log):
+    if options.log is None or not is_kafka(options.log):
         raise ConfigError(f"--log: expected kafka://HOST:PORT[/topic], not {options.log!r}")
     import asyncio
     import signal
@@ -263,6 +277,11 @@ def run_scheduler(options: SchedulerOptions) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await service.start()
+        print(
+            f"park scheduler: log {options.log} (snapshots in {options.data_dir}); "
+            f"log level {options.log_level}; Ctrl-C to stop",
+            flush=True,
+        )
         try:
             await stop.wait()
         finally:

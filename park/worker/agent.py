@@ -15,48 +15,43 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import socket
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from park.settings import WorkerSettings
 from park.worker.desktop import Hours, LoadMeter, WorkGate
 from park.worker.runner import AllowList, run_batch
 
 log = logging.getLogger("park.worker")
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerOptions:
-    server: str
-    cpus: int = 1
-    name: str = ""
-    owner: str | None = None
-    policy: str = "any"
-    job: str | None = None
-    token: str | None = None
-    max_batch: int = 256
-    target_batch_seconds: float = 0.5
-    poll_seconds: float = 10.0
-    give_up_after: float = 300.0
-    # A pilot's worker: its pilot, and when it must have left (epoch seconds).
-    pilot: str | None = None
-    until: float | None = None
-    # A desktop's: pause while others load the machine, or outside its hours.
-    max_load: float | None = None
-    hours: str | None = None
+WorkerOptions = WorkerSettings
 
 
 class ServerGone(Exception):
     pass
 
 
+class WorkerRefused(Exception):
+    """The server refused to register this worker (a bad policy, owner or token)."""
+
+
 class WorkerAgent:
-    def __init__(self, options: WorkerOptions, allow: AllowList | None = None) -> None:
+    def __init__(
+        self,
+        options: WorkerOptions,
+        allow: AllowList | None = None,
+        *,
+        on_registered: Callable[[str], None] | None = None,
+    ) -> None:
         self.options = options
+        self._on_registered = on_registered
         self.allow = allow if allow is not None else AllowList.from_env()
         self.worker_id: str | None = None
         self.lease_seconds = 30.0
@@ -69,8 +64,11 @@ class WorkerAgent:
         )
         self._children = asyncio.Semaphore(options.cpus)
         self._registering = asyncio.Lock()
+        self._told_unreachable = False
         self._pool = ProcessPoolExecutor(
-            max_workers=options.cpus, mp_context=multiprocessing.get_context("forkserver")
+            max_workers=options.cpus,
+            mp_context=multiprocessing.get_context("forkserver"),
+            initializer=_ignore_interrupts,
         )
         self.meter = LoadMeter(lambda: len(self.in_flight)) if options.max_load else None
         self.gate = WorkGate(
@@ -88,7 +86,17 @@ class WorkerAgent:
                 response = await self._http.request(method, path, json=body)
             except httpx.TransportError as err:
                 if time.monotonic() > give_up:
-                    raise ServerGone(f"{self.options.server} unreachable: {err}") from err
+                    raise ServerGone(
+                        f"{self.options.server} unreachable for "
+                        f"{self.options.give_up_after:.0f} s ({err}); giving up"
+                    ) from err
+                if not self._told_unreachable:
+                    self._told_unreachable = True
+                    log.warning(
+                        "%s unreachable (%s); retrying for up to %.0f s (Ctrl-C to stop)",
+                        self.options.server, err or type(err).__name__,
+                        self.options.give_up_after,
+                    )  # fmt: skip
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
@@ -96,6 +104,9 @@ class WorkerAgent:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
+            if self._told_unreachable:
+                self._told_unreachable = False
+                log.warning("%s reachable again", self.options.server)
             response.raise_for_status()
             return response.json() if response.content else None
 
@@ -112,10 +123,18 @@ class WorkerAgent:
             body["pilot"] = o.pilot
         if o.until is not None:
             body["until"] = o.until
-        answer = await self._call("POST", "/v1/workers", body)
+        try:
+            answer = await self._call("POST", "/v1/workers", body)
+        except httpx.HTTPStatusError as err:
+            if err.response.status_code >= 500:
+                raise
+            raise WorkerRefused(_server_message(err.response)) from None
         self.worker_id = answer["id"]
         self.lease_seconds = float(answer["lease_seconds"])
         log.info("registered as worker %s", self.worker_id)
+        if self._on_registered is not None:
+            self._on_registered(str(self.worker_id))
+            self._on_registered = None
         return str(self.worker_id)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -125,7 +144,19 @@ class WorkerAgent:
         loop = asyncio.get_running_loop()
         for _ in range(self.options.cpus):
             loop.run_in_executor(self._pool, run_batch, [], ())
-        await self.register()
+        registering = asyncio.create_task(self.register())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait([registering, stopping], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not registering.done() or registering.exception() is not None:
+            # stopped while the server was still unreachable, or refused
+            registering.cancel()
+            await asyncio.gather(registering, return_exceptions=True)
+            await self._http.aclose()
+            self._stop_children()
+            if not registering.cancelled():
+                registering.result()
+            return
         slots = [asyncio.create_task(self._slot(stop)) for _ in range(2 * self.options.cpus)]
         beat = asyncio.create_task(self._heartbeat(stop))
         if self.meter is not None:
@@ -244,3 +275,18 @@ class WorkerAgent:
                         f"/v1/workers/{self.worker_id}/heartbeat",
                         {"unit_ids": sorted(self.in_flight)},
                     )
+
+
+def _server_message(response: httpx.Response) -> str:
+    """The server's own words for a refusal: its error message, else the body."""
+    try:
+        error = response.json()["error"]
+        return f"{error['message']} ({response.status_code})"
+    except Exception:
+        return f"{response.status_code}: {response.text[:300]}"
+
+
+def _ignore_interrupts() -> None:
+    """Ctrl-C reaches the whole process group; the agent stops its children itself, so
+    they must not each print a KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

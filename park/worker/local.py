@@ -30,8 +30,12 @@ class LocalWorkers:
         if self.token:
             env["PARK_TOKEN"] = self.token
         command = [sys.executable, "-m", "park", "worker", "--server", self.server_url]
+        # Their own session: Ctrl-C in a terminal reaches the server alone, which stops
+        # them in order (a worker still importing would print a KeyboardInterrupt). Tied
+        # to this server, they give up on it sooner than a standalone worker.
+        command += ["--cpus", "1", "--give-up-after", "60"]
         for _ in range(self.count):
-            self.processes.append(subprocess.Popen([*command, "--cpus", "1"], env=env))
+            self.processes.append(subprocess.Popen(command, env=env, start_new_session=True))
 
     def stop(self, timeout: float = 10.0) -> None:
         for proc in self.processes:
