@@ -390,6 +390,29 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    from park.errors import InvalidRequest
+    from park.service.retention import compact_data_dir
+
+    data_dir = Path(args.data_dir)
+    if not (data_dir / "events.sqlite3").is_file():
+        console.print(f"[red]park compact: no event log in {data_dir}[/red]")
+        return 2
+    try:
+        done, snapshot, archived = compact_data_dir(data_dir, args.before)
+    except InvalidRequest as err:
+        console.print(f"[red]park compact: {err.message}[/red]")
+        return 2
+    console.print(
+        f"moved {done.moved} events (up to offset {max(done.up_to, 0)}) into "
+        f"{len(done.segments)} segment file(s); newest snapshot at {snapshot}, archive at "
+        f"{archived}; live log {done.live_bytes_before / 2**20:.1f} MiB -> "
+        f"{done.live_bytes_after / 2**20:.1f} MiB"
+        + ("" if done.vacuumed else " (busy: its free pages are reused by new events)")
+    )
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from park.events.log import EventLog
     from park.events.sqlite import SqliteEventLog
@@ -413,8 +436,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             await log.close()
         state = report.state
         console.print(
-            f"replayed to offset {state.offset}: {len(state.jobs)} jobs, "
-            f"{len(state.active_jobs())} active"
+            f"replayed to offset {state.offset}: {len(state.jobs)} jobs in memory, "
+            f"{len(state.active_jobs())} active, {state.outbox.archived_jobs} archived"
         )
         if args.verify:
             console.print(
@@ -574,6 +597,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="list: sent and cancelled ones too")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_notify)
+
+    p = sub.add_parser(
+        "compact", help="move old events of the embedded log into compressed segment files"
+    )
+    p.add_argument("--data-dir", default="./park-data")
+    p.add_argument(
+        "--before",
+        required=True,
+        help="an offset or a date (ISO): events before it that the newest snapshot and the "
+        "archive already hold",
+    )
+    p.set_defaults(func=cmd_compact)
 
     p = sub.add_parser("events", help="print the raw event log as JSON lines")
     _server_args(p)

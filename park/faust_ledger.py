@@ -83,6 +83,7 @@ def create_app(
                     _record(rec.event)
 
     def _record(event: Event) -> None:
+        state.outbox.take()  # archived jobs: this app keeps no archive
         user = user_of(state, event)
         if user is not None:
             ledger[user] = user_totals(state, user)

@@ -124,6 +124,8 @@ async def replay(log: EventLog, *, to: int | None = None, verify: bool = False) 
             state.apply(rec.offset, event)
             if not isinstance(event, PoolDecided):  # (decisions change no state)
                 decided_on = rec.offset
+            if state.outbox:
+                state.outbox.take()  # finished jobs leaving memory: replay only counts them
             if late:
                 for offset, e in late.pop(rec.offset, []):
                     computed[offset] = _expected(state, e)

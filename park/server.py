@@ -17,6 +17,8 @@ from park import datadir
 from park.api.app import ApiSettings, create_app
 from park.api.auth import Role, TokenTable
 from park.events.sqlite import SqliteEventLog
+from park.scheduler.config import PolicyConfig
+from park.service.archive_store import ArchiveStore
 from park.service.engine import ParkService, ServiceConfig
 from park.service.limits import UserLimits
 from park.service.snapshots import SnapshotStore
@@ -62,6 +64,7 @@ def build_following_service(
         elector=KafkaElection(settings, name) if candidate else None,
         snapshots=SnapshotStore(Path(data_dir) / "snapshots" / f"kafka-{settings.topic}"),
         config=config,
+        archive=ArchiveStore.in_data_dir(data_dir, f"archive-kafka-{settings.topic}"),
     )
 
 
@@ -80,12 +83,16 @@ def build_service(options: ServeOptions) -> ParkService:
         SqliteEventLog.in_data_dir(options.data_dir, durable=options.durable),
         snapshots=SnapshotStore.in_data_dir(options.data_dir),
         config=service_config(options),
+        archive=ArchiveStore.in_data_dir(options.data_dir),
     )
 
 
 def service_config(options: ServeOptions) -> ServiceConfig:
     per_user = UserLimits(options.max_active_jobs, options.max_queued_units)
-    return ServiceConfig(lease_seconds=options.lease_seconds, limits=per_user)
+    history = PolicyConfig(
+        hot_finished_jobs=options.hot_jobs, hot_finished_seconds=options.hot_hours * 3600.0
+    )
+    return ServiceConfig(lease_seconds=options.lease_seconds, limits=per_user, policy=history)
 
 
 def serve(options: ServeOptions) -> None:

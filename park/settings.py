@@ -111,6 +111,12 @@ class ServeSettings(ParkSettings):
     pilot_server: str | None = Field(
         None, description="the URL pilots' workers reach this server at (default: its own)"
     )
+    hot_jobs: int = Field(
+        10_000, ge=0, description="finished jobs kept in memory; older ones are archived on disk"
+    )
+    hot_hours: float = Field(
+        24.0, ge=0, description="and only those finished within this many hours"
+    )
 
 
 class SchedulerSettings(ParkSettings):

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from park.api.auth import Caller, Role, TokenTable, caller_dependency
+from park.api.history import day_range, days_json, job_query
 from park.api.metrics import ParkCollector
 from park.api.notify import notify_router
 from park.api.pilots import pilot_router
@@ -40,9 +41,11 @@ from park.domain import JobStatus
 from park.errors import Conflict, Forbidden, InvalidRequest, NotFound, ParkError
 from park.kinds import KINDS
 from park.projections.state import JobView
-from park.projections.views import job_json, job_matcher, with_pilots, worker_json
+from park.projections.views import job_json, with_pilots, worker_json
 from park.scheduler.explain import explain, price_table
 from park.service.engine import ParkService
+from park.service.history import list_jobs as list_history
+from park.service.history import usage_by_day
 
 log = logging.getLogger("park.api")
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -196,11 +199,16 @@ def create_app(
             raise Forbidden(f"worker {worker_id!r} was registered with another token")
 
     def visible_job(job_id: str, who: Caller) -> tuple[JobView, bool]:
-        job = service.state.jobs.get(job_id)
-        if job is None:
-            raise NotFound(f"job_id: no job {job_id!r}", field="job_id")
+        job = service.job(job_id)  # in memory or archived
         acting = who.acting_user()
         return job, acting is None or acting == job.user
+
+    def changeable_job(job_id: str, who: Caller) -> JobView:
+        """An archived job has finished long ago: nothing about it changes any more."""
+        job, _ = visible_job(job_id, who)
+        if job.id not in service.state.jobs:
+            raise Conflict(f"job {job_id!r} is {job.status.value} and archived; it cannot change")
+        return job
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -231,19 +239,25 @@ def create_app(
         status: list[JobStatus] = Query(default=[]),
         user: str | None = None,
         tag: list[str] = Query(default=[], description="key or key=value"),
+        kind: list[str] = Query(default=[]),
+        since: str | None = Query(default=None, description="submitted at/after: epoch s, ISO"),
+        until: str | None = Query(default=None, description="submitted before: epoch s, ISO"),
+        before: int | None = Query(
+            default=None, ge=0, le=MAX_OFFSET, description="cursor: the `next` of the last page"
+        ),
         limit: int = Query(default=1000, ge=1, le=100_000),
         who: Caller = Depends(caller),
     ) -> dict[str, Any]:
-        matches = job_matcher(user, tag)
-        jobs = []
-        for job in reversed(service.state.jobs.values()):
-            if (status and job.status not in status) or not matches(job.user, job.tags):
-                continue
-            acting = who.acting_user()
-            jobs.append(job_json(job, private=acting is None or acting == job.user))
-            if len(jobs) >= limit:
-                break
-        return {"jobs": jobs, "offset": service.state.offset}
+        """Jobs in memory and archived, newest first; page on with `before=` the answer's
+        `next` (null on the last page)."""
+        query = job_query(user, tag, status, kind, since, until, before, limit)
+        jobs, more = list_history(service.state, service.archive, query)
+        acting = who.acting_user()
+        return {
+            "jobs": [job_json(job, private=acting is None or acting == job.user) for job in jobs],
+            "next": more,
+            "offset": service.state.offset,
+        }
 
     @app.get("/v1/jobs/{job_id}")
     async def get_job(job_id: str, who: Caller = Depends(caller)) -> dict[str, Any]:
@@ -267,10 +281,11 @@ def create_app(
     @app.get("/v1/jobs/{job_id}/explain")
     async def explain_job(job_id: str, who: Caller = Depends(caller)) -> dict[str, Any]:
         job, _ = visible_job(job_id, who)
-        return explain(service.state, job.id, service.clock())
+        return explain(service.state, job.id, service.clock(), job=job)
 
     @app.post("/v1/jobs/{job_id}/cancel")
     async def cancel_job(job_id: str, who: Caller = Depends(caller)) -> dict[str, Any]:
+        changeable_job(job_id, who)
         return job_json(await service.cancel(job_id, by=who.acting_user()))
 
     @app.patch("/v1/jobs/{job_id}")
@@ -279,7 +294,7 @@ def create_app(
     ) -> dict[str, Any]:
         if body.priority is None and body.tags is None:
             raise InvalidRequest("body: give priority and/or tags to change", field="body")
-        job, _ = visible_job(job_id, who)
+        job = changeable_job(job_id, who)
         if body.tags is not None:
             job = await service.change_tags(job_id, body.tags, by=who.acting_user())
         if body.priority is not None:
@@ -410,8 +425,17 @@ def create_app(
         }
 
     @app.get("/v1/ledger")
-    async def ledger(who: Caller = Depends(caller)) -> dict[str, Any]:
-        return ledger_json(service.state, service.clock())
+    async def ledger(
+        first: str | None = Query(default=None, alias="from", description="first day (ISO)"),
+        last: str | None = Query(default=None, alias="to", description="last day (ISO)"),
+        who: Caller = Depends(caller),
+    ) -> dict[str, Any]:
+        """Totals per user; with `from`/`to`, also usage per user per day (`days`)."""
+        answer = ledger_json(service.state, service.clock())
+        if first is not None or last is not None:
+            start, end = day_range(first, last, service.clock())
+            answer["days"] = days_json(usage_by_day(service.state, service.archive, start, end))
+        return answer
 
     @app.get("/v1/ledger/{user}")
     async def ledger_of(user: str, who: Caller = Depends(caller)) -> dict[str, Any]:

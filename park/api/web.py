@@ -22,8 +22,10 @@ from park.api.plots import NoPlot, fit_svg, ledger_svg, map_svg
 from park.api.schemas import ledger_json
 from park.domain import JobStatus
 from park.errors import Conflict, NotFound
+from park.projections.archive import units_summary
 from park.projections.state import JobView, UnitView
 from park.service.engine import ParkService
+from park.service.history import find_job
 
 STATIC = Path(__file__).parent / "static"
 SVG = "image/svg+xml"
@@ -57,7 +59,7 @@ def web_router(service: ParkService, tokens: TokenTable | None = None) -> APIRou
 
     def own_job(job_id: str, who: Caller) -> JobView:
         """The job, if the caller may see its private parts (like its spec and result)."""
-        job = service.state.jobs.get(job_id)
+        job = find_job(service.state, service.archive, job_id)  # in memory or archived
         acting = who.acting_user()
         if job is None or (acting is not None and acting != job.user):
             mine = "" if job is None else " of yours"
@@ -86,7 +88,7 @@ def web_router(service: ParkService, tokens: TokenTable | None = None) -> APIRou
         who: Caller = Depends(caller),
     ) -> dict[str, Any]:
         """The job's work units (id, status, attempts, worker), its owner only. A finished
-        job's units are forgotten: its list is empty."""
+        job's units are forgotten: its list is empty, its `summary` says what they did."""
         job = own_job(job_id, who)
         units = [service.state.units[u] for u in job.unit_ids if u in service.state.units]
         return {
@@ -95,6 +97,7 @@ def web_router(service: ParkService, tokens: TokenTable | None = None) -> APIRou
             "total": len(units),
             "counts": dict(Counter(u.status.value for u in units)),
             "units": [unit_json(u) for u in units[:limit]],
+            "summary": None if job.active else units_summary(job),
             "offset": service.state.offset,
         }
 

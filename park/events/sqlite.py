@@ -14,6 +14,7 @@ from pathlib import Path
 
 from park.events.log import EventLog, EventTooLarge, LogUnavailable, Recorded
 from park.events.schema import Event, event_from_json, event_to_json, job_id_of
+from park.events.segments import SegmentStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -45,6 +46,7 @@ class SqliteEventLog(EventLog):
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.executescript(_SCHEMA)
         self._appended = asyncio.Event()
+        self.segments = SegmentStore(self.path.parent / "segments")  # `park compact`
 
     @classmethod
     def in_data_dir(cls, data_dir: str | Path, *, durable: bool = False) -> SqliteEventLog:
@@ -77,11 +79,13 @@ class SqliteEventLog(EventLog):
         return list(range(first, first + len(rows)))
 
     async def read(self, after: int = 0, limit: int = 10_000) -> list[Recorded]:
-        cur = self._db.execute(
+        rows = self._db.execute(
             "SELECT offset, body FROM events WHERE offset > ? ORDER BY offset LIMIT ?",
             (after, limit),
-        )
-        return [Recorded(offset, event_from_json(body)) for offset, body in cur]
+        ).fetchall()
+        if not rows or rows[0][0] > after + 1:  # compacted: the older ones are in segments
+            rows = self.segments.read(after, limit) or rows
+        return [Recorded(offset, event_from_json(body)) for offset, body in rows]
 
     async def last_offset(self) -> int:
         row = self._db.execute("SELECT COALESCE(MAX(offset), 0) FROM events").fetchone()

@@ -5,6 +5,7 @@ the `at` of events, and a fact that conflicts with what was folded before (a sec
 completion of a unit, a grant of a unit already granted, anything about a finished job) is
 ignored, so the first one wins however often an event is delivered. The four tables are
 folded together and share one offset, so they are always consistent with each other.
+Finished jobs leave memory for the archive as the fold decides (park.projections.archive).
 """
 
 from __future__ import annotations
@@ -46,6 +47,13 @@ from park.events.schema import (
 from park.kinds import KINDS
 from park.projections import invariants
 from park.projections import pilots as pilot_fold
+from park.projections.archive import (
+    ArchiveOutbox,
+    DayUsage,
+    advance_clock,
+    age_out,
+    count_usage,
+)
 from park.projections.notices import NoticeBook
 from park.projections.pilots import PilotView
 from park.scheduler.config import PolicyConfig
@@ -99,6 +107,12 @@ class JobView:
     timed_units: int = 0
     timed_seconds: float = 0.0
     charged: float = 0.0  # credits settled for its units
+    # The job's place in every listing (the offset of its submission: never changes, in
+    # memory or in the archive), and the summary of its units kept once they are dropped.
+    seq: int = 0
+    attempts: int = 0
+    cpu_seconds: float = 0.0
+    workers: dict[str, int] = field(default_factory=dict)
 
     @property
     def unit_seconds(self) -> float | None:
@@ -216,27 +230,41 @@ class ParkState:
     recent_fold_errors: deque[FoldError] = field(
         default_factory=lambda: deque(maxlen=RECENT_FOLD_ERRORS)
     )
+    # History (park.projections.archive): the latest `at` folded, the finished jobs still
+    # in memory (in finishing order), today's usage per user, and what left memory since
+    # the archive store last took it.
+    clock: float = 0.0
+    hot_finished: deque[str] = field(default_factory=deque)
+    usage_today: dict[str, DayUsage] = field(default_factory=dict)
+    outbox: ArchiveOutbox = field(default_factory=ArchiveOutbox)
 
     def apply(self, offset: int, event: Event) -> None:
         if offset <= self.offset:
             return  # already folded: a replayed or re-delivered event
         self.offset = offset
+        before = (self.clock, self.usage_today, len(self.outbox.days))
+        if event.at > self.clock:
+            advance_clock(self, event.at)
         handler = _HANDLERS.get(type(event))
-        if handler is None:
-            return
-        # A fact the fold cannot take (the command layer should have refused it) is left
-        # out, alike on every replay, rather than stopping every future start-up; but
-        # loudly. Each handler checks, and runs the kind's fold, before it changes any
-        # table, so a refused event leaves the state as it was.
-        try:
-            handler(self, event)
-        except Exception as err:
-            self._fold_failed(offset, event, f"{type(err).__name__}: {err}")
-            return
-        for unit_id in _units_of(event):
-            problem = invariants.unit_problem(self, unit_id)
-            if problem is not None:
-                self._fold_failed(offset, event, f"invariant broken: {problem}")
+        if handler is not None:
+            # A fact the fold cannot take (the command layer should have refused it) is
+            # left out, alike on every replay, rather than stopping every future start-up;
+            # but loudly. Each handler checks, and runs the kind's fold, before it changes
+            # any table, so a refused event leaves the state as it was.
+            try:
+                handler(self, event)
+            except Exception as err:
+                self._fold_failed(offset, event, f"{type(err).__name__}: {err}")
+                self.clock, self.usage_today, closed = before  # nor does time move on
+                del self.outbox.days[closed:]
+                return
+            else:
+                for unit_id in _units_of(event):
+                    problem = invariants.unit_problem(self, unit_id)
+                    if problem is not None:
+                        self._fold_failed(offset, event, f"invariant broken: {problem}")
+        if self.hot_finished:
+            age_out(self)
 
     def _fold_failed(self, offset: int, event: Event, message: str) -> None:
         self.fold_errors += 1
@@ -301,6 +329,7 @@ class ParkState:
             submitted_at=e.at,
             resources=e.resources,
             kind_state=KINDS[e.kind].start(e.spec),
+            seq=self.offset,
         )
         self.notices.job_submitted(e.job_id, e.notify_request)
         self.active_jobs_of[e.user] = self.active_jobs_of.get(e.user, 0) + 1
@@ -373,6 +402,7 @@ class ParkState:
         job.kind_state = None
         self._set_runnable(job, at)
         self.notices.job_ended(job.id, job.user, at, cancelled_by)
+        self.hot_finished.append(job.id)
 
     def _worker_joined(self, e: WorkerJoined) -> None:
         if e.worker_id in self.workers:
@@ -424,6 +454,7 @@ class ParkState:
         job = self.jobs[unit.job_id]
         unit.status = UnitStatus.LEASED
         unit.attempts += 1
+        job.attempts += 1
         unit.holders.append(e.worker_id)
         unit.worker_id = e.worker_id
         unit.lease_deadline = e.lease_deadline
@@ -493,6 +524,9 @@ class ParkState:
         job.charged += e.charged
         entry.core_seconds += e.cpu_seconds
         entry.units += 1
+        job.cpu_seconds += e.cpu_seconds
+        job.workers[e.worker_id] = job.workers.get(e.worker_id, 0) + 1
+        count_usage(self, job.user, e.charged, e.cpu_seconds)
         if e.charged:
             half_life = self.policy.half_life
             self.usage.setdefault(job.user, DecayedUsage()).add(e.charged, e.at, half_life)

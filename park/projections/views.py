@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from park.kinds import KINDS
+from park.projections.archive import units_summary
 from park.projections.notices import Notice
 from park.projections.pilots import pilot_json
 from park.projections.state import JobView, ParkState, WorkerView
@@ -29,6 +30,8 @@ def job_json(job: JobView, *, private: bool = True) -> dict[str, Any]:
         "finished_at": job.finished_at,
         "progress": progress,
     }
+    if not job.active:  # its units are dropped: what they did, in sum
+        view["units_summary"] = units_summary(job)
     if private:
         view["spec"] = job.spec
         view["error"] = job.error

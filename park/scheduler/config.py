@@ -27,7 +27,8 @@ class PolicyConfig(BaseModel):
     a user's fair-share factor halves per mean usage, or per `usage_scale` credits (one
     core-hour at normal) while usage is smaller than that, and never drops below 0.05;
     a job waiting more than 60 s for work gains weight linearly, doubling after a further
-    10 minutes, up to 4x."""
+    10 minutes, up to 4x. The last 10,000 finished jobs, or those finished in the last 24 h
+    if fewer, stay in memory; older ones are archived."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -40,6 +41,10 @@ class PolicyConfig(BaseModel):
     age_scale: float = Field(default=600.0, gt=0)
     age_cap: float = Field(default=4.0, ge=1)
     reserve_seconds: float = Field(default=1.0, ge=0)
+    # History: finished jobs kept in memory (the rest are archived on disk), the last this
+    # many and only those finished this long before the newest event (park.projections.archive).
+    hot_finished_jobs: int = Field(default=10_000, ge=0)
+    hot_finished_seconds: float = Field(default=DAY, ge=0)
 
     @field_validator("weights")
     @classmethod

@@ -10,7 +10,7 @@ from typing import Any
 
 from park.domain import Priority
 from park.projections.pilots import pilot_reasons
-from park.projections.state import ParkState, queue_key
+from park.projections.state import JobView, ParkState, queue_key
 from park.scheduler.policy import (
     age_boost,
     effective_priority,
@@ -20,8 +20,11 @@ from park.scheduler.policy import (
 )
 
 
-def explain(state: ParkState, job_id: str, now: float) -> dict[str, Any]:
-    job = state.jobs[job_id]
+def explain(
+    state: ParkState, job_id: str, now: float, *, job: JobView | None = None
+) -> dict[str, Any]:
+    """`job`: the job itself when it is no longer in `state` (archived, so finished)."""
+    job = job if job is not None else state.jobs[job_id]
     reasons: list[str] = []
     answer: dict[str, Any] = {
         "id": job.id,

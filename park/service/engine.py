@@ -22,12 +22,14 @@ from typing import Any
 from park import commands
 from park.commands import UnitReport
 from park.domain import Priority, WorkerPolicy
-from park.errors import TooLarge, Unavailable
+from park.errors import NotFound, TooLarge, Unavailable
 from park.events.log import EventLog, EventTooLarge, LogUnavailable
 from park.events.schema import Event, UnitGranted, UnitLeaseExpired, UnitsPlanned
 from park.projections.state import JobView, ParkState, UnitView
 from park.scheduler.config import PolicyConfig
+from park.service.archive_store import ArchiveStore
 from park.service.feed import JobFeed
+from park.service.history import find_job
 from park.service.limits import UserLimits, check_submit
 from park.service.snapshots import SnapshotStore
 
@@ -82,9 +84,11 @@ class ParkService:
         snapshots: SnapshotStore | None = None,
         config: ServiceConfig | None = None,
         clock: Callable[[], float] = time.time,
+        archive: ArchiveStore | None = None,
     ) -> None:
         self.log = log
         self.snapshots = snapshots
+        self.archive = archive if archive is not None else ArchiveStore()
         self.config = config or ServiceConfig()
         self.clock = clock
         self.state = ParkState()
@@ -101,13 +105,7 @@ class ParkService:
 
     async def start(self) -> None:
         """Load the latest snapshot, fold the tail of the log, resume interrupted jobs."""
-        last = await self.log.last_offset()
-        if self.snapshots is not None:
-            with gc_paused():  # unpickling, like a replay, builds many long-lived objects
-                loaded = self.snapshots.load_latest(max_offset=last)
-            if loaded is not None:
-                self.state = loaded
-                self._snapshot_offset = loaded.offset
+        await self.load_snapshot()
         await self.catch_up()
         async with self._lock:
             await self._commit(
@@ -127,7 +125,29 @@ class ParkService:
                 await task
         self._tasks = []
         self.snapshot()
+        self.archive.close()
         await self.log.close()
+
+    async def load_snapshot(self) -> None:
+        """Start from the newest snapshot that both the log and the archive back: the
+        archive must hold every job that left memory before the snapshot's offset, or the
+        whole log is folded again (rebuilding the archive)."""
+        last = await self.log.last_offset()
+        if self.archive.offset > last:
+            self.archive.clear()  # folded from another log
+        if self.snapshots is not None:
+            with gc_paused():  # unpickling, like a replay, builds many long-lived objects
+                loaded = self.snapshots.load_latest(max_offset=min(last, self.archive.offset))
+            if loaded is not None:
+                self.state = loaded
+                self._snapshot_offset = loaded.offset
+
+    def store_archived(self, *, position: bool = False) -> None:
+        """Hand what the fold moved out of memory to the archive store, with the offset
+        folded (`position`: record that offset even when nothing moved)."""
+        if self.state.outbox or position:
+            jobs, days = self.state.outbox.take()
+            self.archive.write(jobs, days, self.state.offset)
 
     @property
     def closing(self) -> bool:
@@ -153,12 +173,21 @@ class ParkService:
                 for rec in batch:
                     self.state.apply(rec.offset, rec.event)
                 self._tell_fold_errors(seen)
+                self.store_archived()
         self.feed.start_at(self.state.offset, self.state)
 
     def snapshot(self) -> None:
         if self.snapshots is not None and self.state.offset > self._snapshot_offset:
+            self.store_archived(position=True)  # a snapshot never runs ahead of the archive
             self.snapshots.save(self.state)
             self._snapshot_offset = self.state.offset
+
+    def job(self, job_id: str) -> JobView:
+        """A job in memory or in the archive (NotFound if neither has it)."""
+        job = find_job(self.state, self.archive, job_id)
+        if job is None:
+            raise NotFound(f"job_id: no job {job_id!r}", field="job_id")
+        return job
 
     # -- the one write path ---------------------------------------------------------------
 
@@ -191,6 +220,7 @@ class ParkService:
             self.state.apply(offset, event)
         self._tell_fold_errors(seen)
         self.feed.record(records, self.state)
+        self.store_archived()
 
     def _tell_fold_errors(self, seen: int) -> None:
         """Log each event the fold left out since it had left out `seen`."""
@@ -259,25 +289,25 @@ class ParkService:
                 resources=resources,
             )
             await self._run(events)
-        return self.state.jobs[job_id]
+        return self.job(job_id)
 
     async def cancel(self, job_id: str, *, by: str | None) -> JobView:
         async with self._lock:
             await self._run(commands.cancel_job(self.state, job_id, by=by, now=self.clock()))
-        return self.state.jobs[job_id]
+        return self.job(job_id)
 
     async def change_priority(self, job_id: str, priority: Priority, *, by: str | None) -> JobView:
         async with self._lock:
             events = commands.change_priority(self.state, job_id, priority, by=by, now=self.clock())
             await self._run(events)
-        return self.state.jobs[job_id]
+        return self.job(job_id)
 
     async def change_tags(
         self, job_id: str, tags: dict[str, str | None], *, by: str | None
     ) -> JobView:
         async with self._lock:
             await self._run(commands.change_tags(self.state, job_id, tags, by=by, now=self.clock()))
-        return self.state.jobs[job_id]
+        return self.job(job_id)
 
     async def register_worker(
         self,

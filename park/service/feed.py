@@ -53,15 +53,16 @@ class JobFeed:
 
     def record(self, folded: Iterable[tuple[int, Event]], state: ParkState) -> None:
         last: dict[str, int] = {}
+        archived = {job.id: job for job in state.outbox.jobs}  # finished and moved out
         for offset, event in folded:
             job_id = job_id_of(event)
-            if job_id is not None and job_id in state.jobs:
+            if job_id is not None and (job_id in state.jobs or job_id in archived):
                 last[job_id] = offset
         if not last:
             return
         recorded = False
         for job_id, offset in sorted(last.items(), key=lambda item: item[1]):
-            job = state.jobs[job_id]
+            job = state.jobs.get(job_id) or archived[job_id]
             view = job_json(job, private=False)
             if job.active:
                 if self._shown.get(job_id) == view:

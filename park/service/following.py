@@ -41,6 +41,7 @@ from park.events.schema import (
     WorkRequested,
 )
 from park.projections.state import JobView
+from park.service.archive_store import ArchiveStore
 from park.service.engine import LeasedUnit, ParkService, ServiceConfig, gc_paused, new_id
 from park.service.snapshots import SnapshotStore
 
@@ -85,8 +86,9 @@ class FollowingService(ParkService):
         snapshots: SnapshotStore | None = None,
         config: ServiceConfig | None = None,
         clock: Callable[[], float] = time.time,
+        archive: ArchiveStore | None = None,
     ) -> None:
-        super().__init__(log, snapshots=snapshots, config=config, clock=clock)
+        super().__init__(log, snapshots=snapshots, config=config, clock=clock, archive=archive)
         self.elector = elector
         self.leading = False
         self._taking_office = False
@@ -103,13 +105,7 @@ class FollowingService(ParkService):
     async def start(self) -> None:
         """Load the newest snapshot the log can back, fold the tail, then follow the log;
         stand for scheduler leader if an elector is given."""
-        last = await self.log.last_offset()
-        if self.snapshots is not None:
-            with gc_paused():
-                loaded = self.snapshots.load_latest(max_offset=last)
-            if loaded is not None:
-                self.state = loaded
-                self._snapshot_offset = loaded.offset
+        await self.load_snapshot()
         await self.catch_up()
         self._tasks = [
             asyncio.create_task(self._follow(), name="park-follow-log"),
@@ -146,6 +142,7 @@ class FollowingService(ParkService):
                     self._observe(event)
                     self.state.apply(offset, event)
                 self._tell_fold_errors(seen)
+                self.store_archived()
         self._touched.clear()  # the leader settles every active job when it takes office
         self.feed.start_at(self.state.offset, self.state)
 
@@ -190,6 +187,7 @@ class FollowingService(ParkService):
             self.state.apply(offset, event)
         self._tell_fold_errors(seen)
         self.feed.record(fresh, self.state)
+        self.store_archived()
         self._answered()
         if any(isinstance(e, UnitsPlanned | UnitLeaseExpired) for _, e in fresh):
             self._work_available.set()

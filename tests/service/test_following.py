@@ -16,6 +16,7 @@ from park.domain import JobStatus
 from park.events.kafka import KafkaEventLog
 from park.events.schema import UnitCompleted, UnitGranted, WorkRequested
 from park.replay import replay
+from park.service.archive_store import ArchiveStore
 from park.service.engine import ServiceConfig
 from park.service.following import FollowingService
 from park.service.snapshots import SnapshotStore
@@ -45,6 +46,8 @@ class Cluster:
             elector=AlwaysLead() if lead else None,
             snapshots=SnapshotStore(snapshots) if snapshots else None,
             config=ServiceConfig(lease_seconds=30.0),
+            # a snapshot needs the archive that backs it (both in the data directory)
+            archive=ArchiveStore(snapshots / "archive.sqlite3") if snapshots else None,
         )
         await service.start()
         self.services.append(service)
