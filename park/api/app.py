@@ -35,6 +35,7 @@ from park.api.schemas import (
     ledger_json,
 )
 from park.api.streams import stream_router
+from park.api.telemetry import EventMetrics, RequestTimer, process_metrics
 from park.api.web import web_router
 from park.commands import UnitReport
 from park.domain import JobStatus
@@ -127,6 +128,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start()
+        service.feed.observers.append(event_metrics)  # live events only, not the catch-up
         if on_startup is not None:
             await on_startup()
         try:
@@ -142,14 +144,17 @@ def create_app(
         description="A fair-share job service for scientific fitting.",
         lifespan=lifespan,
     )
+    registry = CollectorRegistry()
+    event_metrics = EventMetrics(registry)
+    process_metrics(registry)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestTimer, registry=registry)
     app.include_router(stream_router(service, caller_dependency(settings.tokens)))
     app.include_router(web_router(service, settings.tokens))
     app.include_router(pilot_router(service, caller_dependency(settings.tokens)))
     app.include_router(
         notify_router(service, caller_dependency(settings.tokens), sends_mail=settings.sends_mail)
     )
-    registry = CollectorRegistry()
     registry.register(ParkCollector(service))
 
     @app.exception_handler(ParkError)

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,8 @@ class JobFeed:
         # What clients last saw of each active job: a grant that changes nothing visible
         # (the job already running) makes no change message.
         self._shown: dict[str, dict[str, Any]] = {}
+        # Told every batch folded after start-up (the metrics count what happens live).
+        self.observers: list[Callable[[Sequence[tuple[int, Event]]], None]] = []
 
     def start_at(self, offset: int, state: ParkState) -> None:
         """The projections were loaded up to `offset` without the feed watching."""
@@ -52,6 +54,10 @@ class JobFeed:
         self._shown = {j.id: job_json(j, private=False) for j in state.jobs.values() if j.active}
 
     def record(self, folded: Iterable[tuple[int, Event]], state: ParkState) -> None:
+        if self.observers:
+            folded = list(folded)
+            for observe in self.observers:
+                observe(folded)
         last: dict[str, int] = {}
         archived = {job.id: job for job in state.outbox.jobs}  # finished and moved out
         for offset, event in folded:
