@@ -1,0 +1,43 @@
+"""schemathesis over a real server's /openapi.json: generated requests, valid and
+invalid, to every operation (a bounded number each), and not one answer is a 5xx."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hypothesis.strategies as st
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+
+from tests.support import ParkServer, free_port
+
+EXAMPLES = 8  # per operation and mode: some 600 requests in all
+
+
+@pytest.mark.slow
+def test_no_generated_request_gets_a_server_error(tmp_path: Path) -> None:
+    server = ParkServer(data_dir=tmp_path / "park-data", port=free_port()).start()
+    try:
+        schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+        operations = [
+            result.ok() for result in schema.exclude(path_regex=r"/stream$").get_all_operations()
+        ]  # (streams never end; everything else answers at once)
+        assert len(operations) > 20
+        strategy = st.one_of(
+            op.as_strategy(generation_mode=mode) for op in operations for mode in GenerationMode
+        )
+
+        @settings(
+            max_examples=EXAMPLES * len(operations) * 2, deadline=None, derandomize=True,
+            database=None, suppress_health_check=list(HealthCheck),
+        )  # fmt: skip
+        @given(case=strategy)
+        def no_server_error(case: schemathesis.Case) -> None:
+            case.call_and_validate(checks=[not_a_server_error], timeout=30)
+
+        no_server_error()
+    finally:
+        server.stop()
