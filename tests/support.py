@@ -36,7 +36,7 @@ class ParkServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> ParkServer:
+    def start(self, timeout: float = 60.0) -> ParkServer:
         cmd = [
             sys.executable, "-m", "park", "serve",
             "--port", str(self.port),
