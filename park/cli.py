@@ -110,6 +110,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notifier(args: argparse.Namespace) -> int:
+    from park.notify.config import run_notifier
+    from park.server import ConfigError
+    from park.settings import NotifierSettings, load
+
+    settings = load(NotifierSettings, args)
+    _set_log_level(settings.log_level)
+    if not settings.log:
+        _error("notifier", "--log kafka://HOST:PORT[/topic] (or PARK_LOG) is needed")
+        return 2
+    try:
+        run_notifier(settings)
+    except ConfigError as err:
+        _error("notifier", str(err))
+        return 2
+    return 0
+
+
 def cmd_scheduler(args: argparse.Namespace) -> int:
     from park.server import ConfigError, run_scheduler
     from park.settings import SchedulerSettings, load
@@ -186,8 +204,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
         key, _, value = tag.partition("=")
         tags[key] = value
     body = {"kind": args.kind, "spec": spec, "priority": args.priority, "tags": tags}
-    if args.notify:
-        body["notify"] = args.notify
     if args.pilot:
         from park.scheduler.pilots import PilotSpecError, pilot_request_from_text
 
@@ -490,7 +506,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="park", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from park.settings import SchedulerSettings, ServeSettings, WorkerSettings, add_arguments
+    from park.settings import (
+        NotifierSettings,
+        SchedulerSettings,
+        ServeSettings,
+        WorkerSettings,
+        add_arguments,
+    )
 
     p = sub.add_parser(
         "serve",
@@ -507,6 +529,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_arguments(p, SchedulerSettings)
     p.set_defaults(func=cmd_scheduler)
+
+    p = sub.add_parser(
+        "notifier",
+        help="with a Kafka log: a notifier of finished jobs (leader or standby) alone",
+        description=NotifierSettings.__doc__,
+    )
+    add_arguments(p, NotifierSettings)
+    p.set_defaults(func=cmd_notifier)
 
     p = sub.add_parser("worker", help="run units for a server", description=WorkerSettings.__doc__)
     add_arguments(p, WorkerSettings)

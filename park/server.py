@@ -9,7 +9,7 @@ import ipaddress
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -24,6 +24,9 @@ from park.service.limits import UserLimits
 from park.service.snapshots import SnapshotStore
 from park.settings import SchedulerSettings, ServeSettings
 from park.worker.local import LocalWorkers
+
+if TYPE_CHECKING:
+    from park.notify.config import NotifierTask
 
 ServeOptions = ServeSettings
 SchedulerOptions = SchedulerSettings
@@ -132,12 +135,16 @@ def serve(options: ServeOptions) -> None:
     service = build_service(options)
     pilots = pilot_manager(options, service, f"http://{connect_host}:{options.port}", worker_token)
 
+    notifier = notifier_task(options, service, f"http://{connect_host}:{options.port}")
+
     async def start_workers() -> None:
+        notifier.start()
         workers.start()
         if pilots is not None:
             pilots.start()
 
     async def stop_workers() -> None:
+        await notifier.stop()
         if pilots is not None:
             await pilots.stop()
         # in a thread: the workers' goodbyes (DELETE /v1/workers/ID) need this event loop
@@ -145,7 +152,7 @@ def serve(options: ServeOptions) -> None:
 
     app = create_app(
         service,
-        ApiSettings(tokens=tokens),
+        ApiSettings(tokens=tokens, sends_mail=notifier.notifier.mailer is not None),
         on_startup=start_workers,
         on_shutdown=stop_workers,
     )
@@ -163,6 +170,23 @@ def serve(options: ServeOptions) -> None:
     finally:
         if lock is not None:
             lock.close()
+
+
+def notifier_task(
+    options: ServeSettings | SchedulerSettings, service: ParkService, url: str
+) -> NotifierTask:
+    """The notifier runs in the server: always on its own SQLite log (where it takes over
+    attempts its previous run left), only while it leads the scheduler on a Kafka log."""
+    from park.notify.config import NotifierTask, notify_settings
+
+    try:
+        settings = notify_settings(options, options.data_dir, url)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    if is_kafka(options.log):
+        leading: Callable[[], bool] = lambda: bool(getattr(service, "leading", False))  # noqa: E731
+        return NotifierTask.build(service, settings, active=leading, takeover=False)
+    return NotifierTask.build(service, settings, active=lambda: True, takeover=True)
 
 
 def serve_banner(options: ServeSettings, *, workers: int) -> Callable[[str], str]:
@@ -277,6 +301,7 @@ def run_scheduler(options: SchedulerOptions) -> None:
         candidate=True,
         name=f"park-scheduler-{os.getpid()}",
     )
+    notifier = notifier_task(options, service, "http://127.0.0.1:8080")
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -284,6 +309,7 @@ def run_scheduler(options: SchedulerOptions) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await service.start()
+        notifier.start()
         print(
             f"park scheduler: log {options.log} (snapshots in {options.data_dir}); "
             f"log level {options.log_level}; Ctrl-C to stop",
@@ -292,6 +318,7 @@ def run_scheduler(options: SchedulerOptions) -> None:
         try:
             await stop.wait()
         finally:
+            await notifier.stop()
             await service.stop()
 
     asyncio.run(run())

@@ -69,7 +69,33 @@ class ParkSettings(BaseSettings):
         )
 
 
-class ServeSettings(ParkSettings):
+class NotifyFields(ParkSettings):
+    """Notifications of finished jobs (park/notify): where mail goes out, when digests."""
+
+    smtp: str | None = Field(
+        None,
+        description="send notification mail through smtp[s]://[user[:password]@]host:port "
+        "(smtps: TLS; smtp: STARTTLS when offered; ?timeout=SECONDS) (default: no mail)",
+    )
+    smtp_password_file: Path | None = Field(None, description="the SMTP password, in a file")
+    mail_from: str | None = Field(
+        None, description="the From: of notification mail (default: park@ the SMTP host)"
+    )
+    digest_time: str = Field("08:00", description="when daily digests go out, HH:MM")
+    digest_timezone: str | None = Field(
+        None,
+        description="the zone of --digest-time, e.g. Europe/Zurich (default: the server's)",
+    )
+    public_url: str | None = Field(
+        None, description="the URL users reach the service at, for links in notifications"
+    )
+    webhook_secret_file: Path | None = Field(
+        None,
+        description="the HMAC key that signs webhooks (default: one made in the data directory)",
+    )
+
+
+class ServeSettings(NotifyFields):
     """`park serve`: the HTTP API, the scheduler and local workers."""
 
     section: ClassVar[str] = "serve"
@@ -119,14 +145,25 @@ class ServeSettings(ParkSettings):
     )
 
 
-class SchedulerSettings(ParkSettings):
-    """`park scheduler`: a scheduler candidate on a Kafka log, without an HTTP API."""
+class SchedulerSettings(NotifyFields):
+    """`park scheduler`: a scheduler candidate on a Kafka log, without an HTTP API (it
+    sends notifications while it leads)."""
 
     section: ClassVar[str] = "scheduler"
 
     log: str | None = Field(None, description="kafka://HOST:PORT[/topic]: the shared log")
     data_dir: Path = Field(Path("park-data"), description="for its snapshots")
     lease_seconds: float = Field(30.0, gt=0, description="a unit's lease before it expires")
+
+
+class NotifierSettings(NotifyFields):
+    """`park notifier`: a notifier of finished jobs on a Kafka log, in a process of its
+    own (leader or standby of its own election)."""
+
+    section: ClassVar[str] = "notifier"
+
+    log: str | None = Field(None, description="kafka://HOST:PORT[/topic]: the shared log")
+    data_dir: Path = Field(Path("park-data"), description="for its snapshots")
 
 
 class WorkerSettings(ParkSettings):
@@ -167,6 +204,7 @@ SETTINGS_CLASSES: tuple[type[ParkSettings], ...] = (
     ServeSettings,
     WorkerSettings,
     SchedulerSettings,
+    NotifierSettings,
 )
 
 

@@ -33,8 +33,10 @@ class DigestSchedule:
         """`--digest-time HH:MM` and `--digest-timezone` (an IANA name such as
         Europe/Zurich); ValueError names the one at fault."""
         try:
-            hours, minutes = (int(part) for part in at.split(":"))
-            when = dt.time(hours, minutes)
+            parts = [int(part) for part in at.split(":")]
+            if len(parts) not in (2, 3):
+                raise ValueError(at)
+            when = dt.time(parts[0], parts[1], parts[2] if len(parts) == 3 else 0)
         except ValueError:
             raise ValueError(f"--digest-time: HH:MM, not {at!r}") from None
         tz: dt.tzinfo | None = None

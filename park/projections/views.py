@@ -60,6 +60,7 @@ def notice_json(notice: Notice) -> dict[str, Any]:
         "jobs": notice.job_ids,
         "status": notice.status,
         "attempts": notice.attempts,
+        "holder": notice.holder,  # the attempt under way: notifier host-pid-random/attempt
         "last_error": notice.last_error,
         "retry_at": notice.retry_at,
         "sent_at": notice.sent_at,
@@ -106,6 +107,7 @@ def waiting_json(channel: str, target: str, user: str, job_ids: list[str]) -> di
         "jobs": job_ids,
         "status": "waiting",  # for the next digest
         "attempts": 0,
+        "holder": None,
         "last_error": None,
         "retry_at": None,
         "sent_at": None,

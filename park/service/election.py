@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -47,7 +48,11 @@ class KafkaElection:
     """Run `elected` when this process becomes the leader, `deposed` when it stops being
     it (also when `run` is cancelled)."""
 
-    def __init__(self, settings: KafkaSettings, name: str) -> None:
+    def __init__(self, settings: KafkaSettings, name: str, *, role: str | None = None) -> None:
+        """`role`: elect the leader of something else than the scheduler (e.g.
+        `notifier`), on its own topic and group."""
+        if role is not None:
+            settings = dataclasses.replace(settings, topic=f"{settings.topic}.{role}")
         self.settings = settings
         self.name = name
 

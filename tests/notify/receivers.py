@@ -28,23 +28,22 @@ class Mailbox:
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.hold = threading.Event()
+        self.hold_after: int | None = None  # hold once this many messages were accepted
         self.holding = threading.Event()
-        self._release = threading.Event()
-        self._drop = False
+        self._generation = 0  # drop_held ends every hold of the current generation
         self._controller: Controller | None = None
         self._lock = threading.Lock()
 
     # aiosmtpd handler hook
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.hold.is_set():
+        if self.hold.is_set() or (
+            self.hold_after is not None and len(self.messages) >= self.hold_after
+        ):
+            generation = self._generation
             self.holding.set()
-            while not self._release.is_set():
+            while self._generation == generation:
                 await _sleep(0.02)
-            self._release.clear()
-            self.holding.clear()
-            if self._drop:
-                self._drop = False
-                return "451 dropped (the sender died before acceptance)"
+            return "451 dropped (the sender died before acceptance)"
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self._lock:
             self.messages.append(message)  # type: ignore[arg-type]
@@ -58,14 +57,15 @@ class Mailbox:
 
     def stop(self) -> None:
         if self._controller is not None:
-            self._release.set()
+            self._generation += 1
             self._controller.stop()
             self._controller = None
 
     def drop_held(self) -> None:
-        self._drop = True
         self.hold.clear()
-        self._release.set()
+        self.hold_after = None
+        self.holding.clear()
+        self._generation += 1
 
     @property
     def url(self) -> str:
