@@ -47,6 +47,18 @@ def start_worker(tmp_path: Path) -> Iterator[object]:
         worker.stop()
 
 
+@pytest.fixture(autouse=True)
+def _logs_meet_the_published_schema(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every SQLite log a test leaves under its tmp_path (a `park serve` data directory,
+    an in-process service's log) holds documents of docs/events.schema.json."""
+    yield
+    tmp_path = request.node.funcargs.get("tmp_path") if hasattr(request.node, "funcargs") else None
+    if isinstance(tmp_path, Path):
+        from tests.events.contract_schema import check_stored_logs
+
+        check_stored_logs(tmp_path)
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

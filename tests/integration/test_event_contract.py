@@ -39,13 +39,30 @@ ROOT = Path(__file__).resolve().parents[2]
 BURN = "park.builtins:burn"
 SLEEP = "park.builtins:sleep"
 
-# Types the run below cannot cause, each with where its documents are validated instead.
-# A new event type lands here only when a single-server run truly cannot write it;
-# otherwise extend `workload` so that it does.
+# Types the run below cannot cause, each with the test whose real run writes it. Every
+# SQLite log a test leaves under its tmp_path is checked against the published schema
+# (tests/conftest.py), so those documents are validated there. A new event type goes here
+# only when this run truly cannot write it; otherwise extend `workload` so that it does.
 WRITTEN_ELSEWHERE: dict[str, str] = {
+    # written only when the policy differs from the defaults; no `park serve` flag sets it
     "policy.configured": "tests/events/test_published_schema.py::"
-    "test_a_configured_policy_is_a_published_document (written only when the policy differs "
-    "from the defaults; no `park serve` flag changes it)",
+    "test_a_configured_policy_is_a_published_document",
+    # need a real Slurm
+    "pilot.submitted": "tests/batch/test_private_pilots.py::"
+    "test_a_job_runs_on_its_own_pilot_which_is_gone_afterwards",
+    "pilot.state_changed": "tests/batch/test_private_pilots.py::"
+    "test_a_job_runs_on_its_own_pilot_which_is_gone_afterwards",
+    "pool.decided": "tests/batch/test_pool_and_pbs.py::"
+    "test_the_pool_grows_while_work_queues_and_shrinks_when_idle",
+    # need a notifier with an SMTP server
+    "notification.attempted": "tests/notify/test_notifier.py::"
+    "test_smtp_down_then_up_delays_and_delivers_once",
+    "notification.failed": "tests/notify/test_notifier.py::"
+    "test_smtp_down_then_up_delays_and_delivers_once",
+    "notification.sent": "tests/notify/test_notifier.py::"
+    "test_smtp_down_then_up_delays_and_delivers_once",
+    "notification.cancelled": "tests/notify/test_submission.py::"
+    "test_users_list_and_cancel_only_their_own_pending_notifications",
 }
 
 
@@ -157,6 +174,13 @@ async def topic_records(bootstrap: str, topic: str, last: int) -> list[dict[str,
     finally:
         await consumer.stop()
     return records
+
+
+def test_types_written_elsewhere_name_real_tests() -> None:
+    assert set(WRITTEN_ELSEWHERE) <= set(event_types()), "a type the union no longer has"
+    for where in WRITTEN_ELSEWHERE.values():
+        path, _, name = where.partition("::")
+        assert f"def {name}(" in (ROOT / path).read_text(), f"no test {where}"
 
 
 @pytest.mark.anyio
