@@ -20,6 +20,7 @@ from park.api.auth import Caller, Role, TokenTable, caller_dependency
 from park.api.history import day_range, days_json, job_query
 from park.api.metrics import ParkCollector
 from park.api.notify import notify_router
+from park.api.openapi import document
 from park.api.pilots import pilot_router
 from park.api.schemas import (
     CompleteUnit,
@@ -473,4 +474,5 @@ def create_app(
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    document(app)
     return app
