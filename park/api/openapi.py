@@ -270,9 +270,7 @@ def document(app: FastAPI) -> None:
                 if model is not None:
                     for code in ("200", "201"):
                         if code in responses:
-                            responses[code]["content"] = {
-                                "application/json": {"schema": _ref(model)}
-                            }
+                            responses[code]["content"] = typed[model]
         app.openapi_schema = schema
         return schema
 
