@@ -21,7 +21,7 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -198,6 +198,15 @@ class WorkerSettings(ParkSettings):
     )
     until: float | None = Field(None, description="leave at this time (epoch seconds)")
     pilot: str | None = Field(None, description=HIDDEN)  # set by a pilot's batch script
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: str | None) -> str | None:
+        from park.worker.desktop import Hours
+
+        if value is not None:
+            Hours.parse(value)
+        return value
 
 
 SETTINGS_CLASSES: tuple[type[ParkSettings], ...] = (

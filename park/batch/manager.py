@@ -67,14 +67,22 @@ class PilotManager:
         self.settings = settings
 
     async def run(self) -> None:
+        """Decide on every change (a job asking for a pilot is served at once), at most
+        ten times a second; ask the batch system about pilots once per `interval`."""
+        loop = asyncio.get_running_loop()
+        polled = 0.0
         while True:
+            poll = loop.time() - polled >= self.settings.interval
             try:
-                await self.step()
+                await self.step(poll=poll)
             except Exception:  # the next round retries; the service must not stop
                 log.exception("pilot manager round failed")
-            await asyncio.sleep(self.settings.interval)
+            if poll:
+                polled = loop.time()
+            await asyncio.sleep(0.1)
+            await self.service.wait_for_change(self.settings.interval)
 
-    async def step(self) -> None:
+    async def step(self, *, poll: bool = True) -> None:
         state = self.service.state
         for job in private_pilots_due(state):
             request = job_pilot_request(job)
@@ -88,7 +96,8 @@ class PilotManager:
             await self._cancel(pilot_id, f"its job {pilot.job_id} is {status}")
         if self.settings.pool is not None:
             await self._adapt(self.settings.pool)
-        await self._poll()
+        if poll:
+            await self._poll()
 
     async def _submit(
         self,

@@ -197,3 +197,16 @@ def test_a_pasted_token_is_kept_and_sent(page: Page, token_server: ParkServer) -
     httpx.post(
         f"{token_server.url}/v1/jobs/{bobs}/cancel", headers={"Authorization": "Bearer bob-secret"}
     )
+
+
+def test_the_worker_view_lists_batch_pilots(page: Page, web_server: ParkServer) -> None:
+    """A pilot recorded as `park pilot submit` records it (no batch system needed here)."""
+    body = {"batch_id": "4711", "request": {"scheduler": "slurm", "nodes": 2, "queue": "debug"}}
+    answer = httpx.post(f"{web_server.url}/v1/pilots", json=body, headers=ANN, timeout=10)
+    assert answer.status_code == 201, answer.text
+    page.goto(web_server.url + "/#/workers")
+    row = page.locator(f'#pilots tr[data-pilot-id="{answer.json()["id"]}"]')
+    expect(row).to_contain_text("4711")  # its state: what this machine's squeue says of it
+    expect(row.locator("td").nth(5)).to_have_text("debug")
+    expect(row.locator("td").nth(7)).to_have_text("any job")
+    expect(page.locator("#pilot-count")).to_contain_text("live")

@@ -775,15 +775,41 @@
           el("td", { text: w.job ? `${w.policy} (${w.job})` : w.policy }),
           el("td", { class: "num", text: w.units_leased }),
           el("td", { class: "num", text: w.units_done }),
-          el("td", { text: fmtTime(w.last_seen) })),
+          el("td", { text: fmtTime(w.last_seen) }),
+          el("td", {}, w.pilot ? el("code", { text: w.pilot }) : "–")),
       );
       $("#workers tbody").replaceChildren(...rows);
       $("#worker-count").textContent =
         `(${answer.workers.length} worker(s), ${answer.workers.reduce((n, w) => n + w.cpus, 0)} CPUs)`;
+      await showPilots();
     } catch (err) {
       showError(`Workers: ${err.message}`);
     }
     if (currentView === "workers") workersTimer = setTimeout(showWorkers, WORKERS_POLL_MS);
+  }
+
+  // Batch pilots: the live ones and the last 20 that ended (GET /v1/pilots).
+  async function showPilots() {
+    const answer = await getJSON("/v1/pilots");
+    const pilots = answer.pilots.slice().sort((a, b) => b.submitted_at - a.submitted_at);
+    const shown = pilots.filter((p) => p.state === "queued" || p.state === "running")
+      .concat(pilots.filter((p) => p.state !== "queued" && p.state !== "running").slice(0, 20));
+    const rows = shown.map((p) =>
+      el("tr", { "data-pilot-id": p.id, "data-state": p.state },
+        el("td", {}, el("code", { text: p.id })),
+        el("td", { text: p.scheduler }),
+        el("td", { text: p.batch_id || "–" }),
+        el("td", { text: p.state }),
+        el("td", { text: p.reason || "" }),
+        el("td", { text: p.queue || "–" }),
+        el("td", { class: "num", text: `${p.request.nodes} × ${p.request.cpus_per_node}` }),
+        el("td", { text: p.job ? `job ${p.job}` : (p.pool ? "the pool" : "any job") }),
+        el("td", { class: "num", text: p.workers.length }),
+        el("td", { text: fmtTime(p.submitted_at) })),
+    );
+    $("#pilots tbody").replaceChildren(...rows);
+    const live = pilots.filter((p) => p.state === "queued" || p.state === "running").length;
+    $("#pilot-count").textContent = `(${live} live)`;
   }
 
   // -- routing ----------------------------------------------------------------------
