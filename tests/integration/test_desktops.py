@@ -21,7 +21,7 @@ def test_an_own_only_desktop_never_takes_another_users_unit(tmp_path: Path, star
     tokens = tmp_path / "tokens"
     tokens.write_text("t-ann ann\nt-bob bob\nw-ann ann worker\nt-admin root admin\n")
     server = ParkServer(data_dir=tmp_path / "data", port=free_port(),
-                        extra_args=["--tokens", str(tokens)]).start()  # fmt: skip
+                        extra_args=["--tokens", str(tokens)]).start(timeout=90)  # fmt: skip
     try:
         # With tokens, a desktop cannot claim another user as its owner.
         claim = subprocess.run(
