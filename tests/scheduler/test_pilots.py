@@ -112,7 +112,7 @@ def test_a_pilots_worker_gets_no_unit_it_cannot_finish_before_it_leaves() -> Non
     fold(
         UnitGranted(at=10.0, unit_id="j/0", job_id="j", worker_id="w", lease_deadline=50.0,
                     price=0.0, reserved=0.0),
-        UnitCompleted(at=30.0, unit_id="j/0", job_id="j", worker_id="w", result=0,
+        UnitCompleted(at=30.0, unit_id="j/0", job_id="j", worker_id="w", result=[0],
                       cpu_seconds=20.0, charged=0.0, wall_seconds=20.0),
         state=state,
     )  # fmt: skip
