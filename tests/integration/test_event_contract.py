@@ -237,6 +237,22 @@ def test_the_billing_consumer_finds_the_ledger_totals(kafka_run: Run) -> None:
     assert bill["users"]["alice"]["credits"] > 0.5
     assert {d["priority"] for d in bill["days"] if d["user"] == "bob"} == {"normal"}
 
+    # Day by day too: the server's usage per user and UTC day (GET /v1/ledger?from=&to=).
+    days = sorted({d["day"] for d in bill["days"]})
+    with client(kafka_run.server.url) as http:
+        answer = http.get("/v1/ledger", params={"from": days[0], "to": days[-1]})
+    assert answer.status_code == 200, answer.text
+    mine_by_day: dict[tuple[str, str], list[float]] = {}
+    for d in bill["days"]:
+        row = mine_by_day.setdefault((d["day"], d["user"]), [0.0, 0.0, 0])
+        row[0] += d["credits"]
+        row[1] += d["core_seconds"]
+        row[2] += d["units"]
+    theirs = {(d["day"], d["user"]): [d["charged"], d["core_seconds"], d["units"]]
+              for d in answer.json()["days"]}  # fmt: skip
+    assert theirs == {key: [pytest.approx(v, rel=1e-9, abs=1e-12) for v in row]
+                      for key, row in mine_by_day.items()}  # fmt: skip
+
     text = consumer()
     shown = subprocess.run(
         [sys.executable, "-m", "park", "ledger", "--server", kafka_run.server.url],
