@@ -26,7 +26,8 @@ class PilotView:
     user: str | None
     pool: bool
     submitted_at: float
-    reason: str = ""
+    why: str = ""  # why it was submitted
+    reason: str = ""  # the batch system's reason for its state
     state: str = "queued"
     queue: str | None = None
     started_at: float | None = None
@@ -58,7 +59,7 @@ def pilot_submitted(pilots: dict[str, PilotView], e: PilotSubmitted) -> None:
         user=e.user,
         pool=e.pool,
         submitted_at=e.at,
-        reason=e.reason,
+        why=e.reason,
         queue=e.request.get("queue"),
     )
 
@@ -98,6 +99,7 @@ def pilot_json(pilot: PilotView) -> dict[str, Any]:
         "batch_id": pilot.batch_id,
         "state": pilot.state,
         "reason": pilot.reason,
+        "why": pilot.why,
         "queue": pilot.queue,
         "request": pilot.request,
         "job": pilot.job_id,
@@ -114,7 +116,7 @@ def pilot_reasons(pilots: dict[str, PilotView], job_id: str) -> list[str]:
     """What a job's own pilots say, for `explain` and the job page."""
     mine = sorted((p for p in pilots.values() if p.job_id == job_id), key=lambda p: p.submitted_at)
     if not mine:
-        return []
+        return pool_reasons(pilots)
     last = mine[-1]
     name = f"pilot {last.batch_id or last.id}"
     if last.state == "queued":
@@ -126,3 +128,16 @@ def pilot_reasons(pilots: dict[str, PilotView], job_id: str) -> list[str]:
     if last.state == "failed" and last.started_at is None:
         return [f"its {name} could not start{said}; it gets no other pilot"]
     return [f"its {name} {last.state}{said}; another is submitted while units wait"]
+
+
+def pool_reasons(pilots: dict[str, PilotView]) -> list[str]:
+    """Pilots the adaptive pool has asked for and the batch queue still holds, and why."""
+    waiting = sorted(
+        (p for p in pilots.values() if p.pool and p.state == "queued"), key=lambda p: p.id
+    )
+    return [
+        f"the adaptive pool's pilot {p.batch_id or p.id} waits in queue {p.queue or 'default'}"
+        + (f" ({p.reason})" if p.reason else "")
+        + (f"; {p.why}" if p.why else "")
+        for p in waiting
+    ]

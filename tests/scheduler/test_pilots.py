@@ -122,3 +122,24 @@ def test_a_pilots_worker_gets_no_unit_it_cannot_finish_before_it_leaves() -> Non
         WorkerJoined(at=0.0, worker_id="v", name="n", cpus=1, policy=WorkerPolicy.ANY), state=state
     )
     assert len(grant(state, WorkRequest("v", 1, 85.0))) == 1  # no deadline: any unit
+
+
+def test_explain_names_the_pilot_a_job_waits_for() -> None:
+    from park.scheduler.explain import explain
+
+    state = fold(*private_job("j"), *job("k", "bob", Priority.FREE, 0.0, 2))
+    fold(
+        pilot("p1", 1.0, "j"),
+        PilotStateChanged(at=2.0, pilot_id="p1", state="queued", reason="Priority", queue="debug"),
+        pilot("p2", 1.0, pool=True).model_copy(
+            update={"reason": "the adaptive pool: 2 queued core-s exceed what 0 cpu(s) finish"}
+        ),
+        state=state,
+    )
+    mine = explain(state, "j", 3.0)["reasons"]
+    assert "waiting for pilot P1 in queue debug (slurm): Priority" in mine
+    others = explain(state, "k", 3.0)["reasons"]
+    assert any(
+        r.startswith("the adaptive pool's pilot P2 waits in queue default; the adaptive pool: 2")
+        for r in others
+    ), others
