@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import special
 
 from park.kinds.base import SpecError
 
@@ -37,6 +36,18 @@ def _abs(z: Any) -> Any:
     if np.iscomplexobj(z):
         return np.where(np.real(z) < 0, -z, z)
     return np.abs(z)
+
+
+def _erf(x: Any) -> Any:
+    from scipy import special  # (imported when first used: seconds saved at start-up)
+
+    return special.erf(x)
+
+
+def _erfc(x: Any) -> Any:
+    from scipy import special
+
+    return special.erfc(x)
 
 
 FUNCTIONS: dict[str, tuple[Callable[..., Any], int]] = {
@@ -62,8 +73,8 @@ FUNCTIONS: dict[str, tuple[Callable[..., Any], int]] = {
     "arctanh": (np.arctanh, 1),
     "abs": (_abs, 1),
     "power": (np.power, 2),
-    "erf": (special.erf, 1),
-    "erfc": (special.erfc, 1),
+    "erf": (_erf, 1),
+    "erfc": (_erfc, 1),
 }
 ALIASES = {"asin": "arcsin", "acos": "arccos", "atan": "arctan", "fabs": "abs", "pow": "power"}
 CONSTANTS = {"pi": math.pi, "e": math.e}

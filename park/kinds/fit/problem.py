@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import OptimizeWarning, least_squares
 
 from park.kinds.fit.model import Array, Model, Vector
 
@@ -119,6 +118,10 @@ class Problem:
         return out
 
     def _solve(self, x0: Array, method: str) -> Any:
+        # scipy.optimize takes seconds to import: only a worker that solves pays for it, so
+        # a map worker (a pilot's, say) starts that much sooner.
+        from scipy.optimize import OptimizeWarning, least_squares
+
         max_nfev = self.local["max_nfev"] or 500 * (x0.size + 1)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", OptimizeWarning)
