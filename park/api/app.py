@@ -300,11 +300,10 @@ def create_app(
     ) -> dict[str, Any]:
         if body.priority is None and body.tags is None:
             raise InvalidRequest("body: give priority and/or tags to change", field="body")
-        job = changeable_job(job_id, who)
-        if body.tags is not None:
-            job = await service.change_tags(job_id, body.tags, by=who.acting_user())
-        if body.priority is not None:
-            job = await service.change_priority(job_id, body.priority, by=who.acting_user())
+        changeable_job(job_id, who)
+        job = await service.change_job(
+            job_id, tags=body.tags, priority=body.priority, by=who.acting_user()
+        )
         return job_json(job)
 
     # -- workers and units ----------------------------------------------------------------

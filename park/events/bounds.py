@@ -58,29 +58,46 @@ def _join(path: str, key: str | int) -> str:
 
 def check_json(value: Any, field: str) -> None:
     """Raise OutOfBounds naming the first part of `value` (a decoded JSON value at
-    `field`) that park could not store and read back. Iterative: depth is what it checks."""
-    stack: list[tuple[Any, str, int]] = [(value, field, 1)]
+    `field`) that park could not store and read back. Iterative: depth is what it checks;
+    scalars are checked where they sit, so only containers are stacked."""
+    _check_scalar(value, field)
+    stack: list[tuple[Any, str, int]] = []
+    if isinstance(value, dict | list):
+        stack.append((value, field, 1))
     while stack:
         item, path, depth = stack.pop()
-        if isinstance(item, str):
-            problem = _string_problem(item)
-            if problem is not None:
-                raise OutOfBounds(path, problem)
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                raise OutOfBounds(path, "NaN and infinity cannot be sent as JSON numbers")
-        elif isinstance(item, dict | list):
-            if depth > MAX_DEPTH:
-                raise OutOfBounds(path, f"nested deeper than {MAX_DEPTH} levels")
-            if len(item) > MAX_ITEMS:
-                raise OutOfBounds(path, f"{len(item):,} entries (the limit is {MAX_ITEMS:,})")
-            if isinstance(item, dict):
-                for key, child in item.items():
-                    if not isinstance(key, str):
-                        raise OutOfBounds(path, "object keys must be strings")
-                    problem = _string_problem(key)
-                    if problem is not None:
-                        raise OutOfBounds(path, f"a key holds {problem}")
-                    stack.append((child, _join(path, key), depth + 1))
+        if depth > MAX_DEPTH:
+            raise OutOfBounds(path, f"nested deeper than {MAX_DEPTH} levels")
+        if len(item) > MAX_ITEMS:
+            raise OutOfBounds(path, f"{len(item):,} entries (the limit is {MAX_ITEMS:,})")
+        children: Any
+        if isinstance(item, dict):
+            for key in item:
+                if not isinstance(key, str):
+                    raise OutOfBounds(path, "object keys must be strings")
+                problem = _string_problem(key)
+                if problem is not None:
+                    raise OutOfBounds(path, f"a key holds {problem}")
+            children = item.items()
+        else:
+            children = enumerate(item)
+        for key, child in children:
+            kind = type(child)
+            if kind is int or kind is bool or child is None:
+                continue
+            if kind is dict or kind is list:
+                stack.append((child, _join(path, key), depth + 1))
             else:
-                stack.extend((child, _join(path, i), depth + 1) for i, child in enumerate(item))
+                _check_scalar(child, path, key)
+
+
+def _check_scalar(value: Any, path: str, key: str | int | None = None) -> None:
+    if isinstance(value, str):
+        problem = _string_problem(value)
+        if problem is not None:
+            raise OutOfBounds(path if key is None else _join(path, key), problem)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise OutOfBounds(
+            path if key is None else _join(path, key),
+            "NaN and infinity cannot be sent as JSON numbers",
+        )

@@ -302,6 +302,26 @@ class ParkService:
             await self._run(events)
         return self.job(job_id)
 
+    async def change_job(
+        self,
+        job_id: str,
+        *,
+        tags: dict[str, str | None] | None,
+        priority: Priority | None,
+        by: str | None,
+    ) -> JobView:
+        """Tags and priority at once: both decided before anything is appended, so a
+        change refused (the priority of a finished job) leaves the other unrecorded too."""
+        async with self._lock:
+            now = self.clock()
+            events: list[Event] = []
+            if tags is not None:
+                events += commands.change_tags(self.state, job_id, tags, by=by, now=now)
+            if priority is not None:
+                events += commands.change_priority(self.state, job_id, priority, by=by, now=now)
+            await self._run(events)
+        return self.job(job_id)
+
     async def change_tags(
         self, job_id: str, tags: dict[str, str | None], *, by: str | None
     ) -> JobView:

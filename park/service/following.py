@@ -303,6 +303,18 @@ class FollowingService(ParkService):
             lambda: ParkService.change_priority(self, job_id, priority, by=by)
         )
 
+    async def change_job(
+        self,
+        job_id: str,
+        *,
+        tags: dict[str, str | None] | None,
+        priority: Priority | None,
+        by: str | None,
+    ) -> JobView:
+        return await self._retry_unknown(
+            lambda: ParkService.change_job(self, job_id, tags=tags, priority=priority, by=by)
+        )
+
     async def register_worker(
         self,
         *,
