@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, get_args
 from urllib.parse import urlsplit
 
-from park.domain import Priority, UnitStatus, WorkerPolicy
+from park.domain import MAX_ATTEMPTS_LIMIT, Priority, UnitStatus, WorkerPolicy
 from park.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from park.events.schema import (
     BudgetSet,
@@ -34,13 +34,14 @@ from park.events.schema import (
     UnitGranted,
     UnitLeaseExpired,
     UnitsPlanned,
+    WorkerExpired,
     WorkerJoined,
     WorkerLeft,
     WorkRequested,
     job_id_of,
 )
 from park.kinds import KINDS, SpecError
-from park.projections.state import JobView, ParkState, WorkerView
+from park.projections.state import JobView, ParkState, UnitView, WorkerView
 from park.scheduler.config import PolicyConfig
 from park.scheduler.pilots import PilotSpecError, pilot_request
 from park.scheduler.policy import Grant, WorkRequest, grant
@@ -48,6 +49,9 @@ from park.scheduler.policy import Grant, WorkRequest, grant
 # Units one job may plan in one step: each is a row in the unit table and part of one
 # event, so an enormous plan would exhaust memory at every start-up.
 MAX_UNITS_PLANNED = 100_000
+# A unit whose worker has not reported this long after its time limit failed by timing
+# out (the worker itself stops it at the limit and says so; this is for a hung worker).
+TIME_LIMIT_GRACE = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,9 @@ def submit_job(
     notify: object,
     now: float,
     resources: dict[str, Any] | None = None,
+    max_attempts: int | None = None,
+    max_unit_seconds: float | None = None,
+    unit_seconds_cap: float | None = None,
 ) -> list[Event]:
     request = parse_notify(notify)
     email = request.email if request else None
@@ -135,6 +142,18 @@ def submit_job(
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError, MemoryError) as err:
         # a kind's checks missed something: still the submitter's input, not a server fault
         raise InvalidRequest(f"spec: cannot be used: {err}", field="spec") from err
+    if max_attempts is not None and not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
+        raise InvalidRequest(
+            f"max_attempts: must be from 1 to {MAX_ATTEMPTS_LIMIT}", field="max_attempts"
+        )
+    if max_unit_seconds is not None and (
+        max_unit_seconds <= 0
+        or (unit_seconds_cap is not None and max_unit_seconds > unit_seconds_cap)
+    ):
+        raise InvalidRequest(
+            f"max_unit_seconds: must be above 0 and at most {unit_seconds_cap:g} on this server",
+            field="max_unit_seconds",
+        )
     if len(planned) > MAX_UNITS_PLANNED:
         raise InvalidRequest(
             f"spec: would plan {len(planned):,} units at once (the limit is "
@@ -153,6 +172,8 @@ def submit_job(
             resources=checked_resources(resources),
             notify=request.email if request else None,
             notification=request if request != NotifyRequest(email=email) else None,
+            max_attempts=max_attempts,
+            max_unit_seconds=max_unit_seconds,
         )
     ]
 
@@ -265,6 +286,7 @@ def register_worker(
     registered_by: str | None = None,
     pilot_id: str | None = None,
     until: float | None = None,
+    allowed: Sequence[str] | None = None,
 ) -> list[Event]:
     if policy in (WorkerPolicy.OWN_ONLY, WorkerPolicy.OWN_FIRST) and not owner:
         raise InvalidRequest(f"owner: policy {policy} needs an owner", field="owner")
@@ -285,6 +307,7 @@ def register_worker(
             registered_by=registered_by,
             pilot_id=pilot_id,
             until=until,
+            allowed=list(allowed) if allowed is not None else None,
         )
     ]
 
@@ -296,6 +319,28 @@ def require_worker(state: ParkState, worker_id: str) -> WorkerView:
     if not worker.active:
         raise Conflict(f"worker {worker_id!r} has left; register again")
     return worker
+
+
+def expire_workers(
+    state: ParkState, now: float, *, timeout: float, seen: dict[str, float], since: float
+) -> list[Event]:
+    """Workers silent for `timeout` seconds leave: their leases are given back, then a
+    `worker.expired`. A worker was last seen at its latest folded sign of life, or its
+    latest call to this server (`seen`), and not before `since` (this server's start: a
+    restart gives every worker a full timeout to come back)."""
+    events: list[Event] = []
+    for worker in state.workers.values():
+        if not worker.active:
+            continue
+        last = max(worker.last_seen, seen.get(worker.id, since), since)
+        if now - last < timeout:
+            continue
+        events.extend(
+            UnitLeaseExpired(at=now, unit_id=u, job_id=state.units[u].job_id, worker_id=worker.id)
+            for u in sorted(worker.units)
+        )
+        events.append(WorkerExpired(at=now, worker_id=worker.id, last_seen=last))
+    return events
 
 
 def remove_worker(state: ParkState, worker_id: str, now: float) -> list[Event]:
@@ -412,6 +457,13 @@ def give_back(state: ParkState, grants: Iterable[UnitGranted], now: float) -> li
     return events
 
 
+def unit_time_limit(state: ParkState, job: JobView) -> float:
+    """How long each of the job's units may run: what the job asked, else its kind's
+    default, never more than the policy's cap."""
+    wanted = job.max_unit_seconds or KINDS[job.kind].default_unit_seconds
+    return min(wanted, state.policy.max_unit_seconds)
+
+
 def grant_events(
     state: ParkState,
     worker_id: str,
@@ -422,22 +474,27 @@ def grant_events(
     request_id: str | None = None,
 ) -> list[UnitGranted]:
     policy = state.policy
-    return [
-        UnitGranted(
-            at=now,
-            unit_id=g.unit_id,
-            job_id=g.job_id,
-            worker_id=worker_id,
-            lease_deadline=now + lease_seconds,
-            priority=g.priority,
-            price=policy.price(g.priority),
-            reserved=policy.price(g.priority) * policy.reserve_seconds,
-            vstart=g.vstart,
-            vpass=g.vpass,
-            request_id=request_id,
+    events = []
+    for g in grants:
+        limit = unit_time_limit(state, state.jobs[g.job_id])
+        events.append(
+            UnitGranted(
+                at=now,
+                unit_id=g.unit_id,
+                job_id=g.job_id,
+                worker_id=worker_id,
+                lease_deadline=now + min(lease_seconds, limit + TIME_LIMIT_GRACE),
+                priority=g.priority,
+                price=policy.price(g.priority),
+                reserved=policy.price(g.priority) * policy.reserve_seconds,
+                vstart=g.vstart,
+                vpass=g.vpass,
+                request_id=request_id,
+                attempt=state.units[g.unit_id].attempts + 1,
+                time_limit=limit,
+            )
         )
-        for g in grants
-    ]
+    return events
 
 
 def configure_policy(state: ParkState, config: PolicyConfig, now: float) -> list[Event]:
@@ -480,6 +537,8 @@ def report_units(
             r = UnitReport(r.unit_id, False, None, f"the result does not fit the unit: {problem}")
         if r.ok:
             cpu = max(0.0, r.cpu_seconds)
+            wall = max(0.0, r.wall_seconds)
+            slot = slot_seconds(unit, worker_id, wall, cpu, now)
             events.append(
                 UnitCompleted(
                     at=now,
@@ -488,44 +547,90 @@ def report_units(
                     worker_id=worker_id,
                     result=r.result,
                     cpu_seconds=cpu,
-                    charged=cpu * unit.price,
-                    wall_seconds=max(0.0, r.wall_seconds),
+                    charged=slot * unit.price,
+                    wall_seconds=wall,
+                    slot_seconds=slot,
                 )
             )
         elif unit.status is UnitStatus.LEASED and unit.worker_id == worker_id:
-            events.append(
-                UnitFailed(
-                    at=now,
-                    unit_id=unit.id,
-                    job_id=unit.job_id,
-                    worker_id=worker_id,
-                    error=r.error or "unit failed",
-                )
-            )
+            events.append(failed(state, unit, r.error or "unit failed", now=now))
         else:
             ignored.append(r.unit_id)
     return events, ignored
 
 
+def slot_seconds(unit: UnitView, worker_id: str, wall: float, cpu: float, now: float) -> float:
+    """The time a unit held a worker's CPU, as charged (Slurm and HTCondor charge the
+    allocation, not the CPU used): its wall time (its CPU time if it gave none), never
+    more than its current holder held the lease."""
+    held = max(wall, cpu)
+    if unit.worker_id == worker_id and unit.granted_at is not None:
+        held = min(held, max(0.0, now - unit.granted_at))
+    return held
+
+
+def failed(
+    state: ParkState, unit: UnitView, error: str, *, now: float, timed_out: bool = False
+) -> UnitFailed:
+    """An attempt of a leased unit failed: queued again unless it has failed the job's
+    `max_attempts` times."""
+    job = state.jobs[unit.job_id]
+    return UnitFailed(
+        at=now,
+        unit_id=unit.id,
+        job_id=unit.job_id,
+        worker_id=unit.worker_id or "",
+        error=error,
+        attempt=unit.attempts,
+        retry=unit.failures + 1 < job.max_attempts,
+        timed_out=timed_out,
+    )
+
+
 def extend_leases(
     state: ParkState, worker_id: str, unit_ids: Sequence[str], *, now: float, lease_seconds: float
 ) -> list[Event]:
+    """Extend the leases of the listed units this worker holds, each to `lease_seconds`
+    from now but never past its time limit (plus grace)."""
     worker = require_worker(state, worker_id)
-    held = sorted(u for u in unit_ids if u in worker.units)
-    if not held:
-        return []
+    by_deadline: dict[float, list[str]] = {}
+    for unit_id in sorted(set(unit_ids) & worker.units):
+        unit = state.units[unit_id]
+        deadline = now + lease_seconds
+        if unit.time_limit is not None and unit.granted_at is not None:
+            deadline = min(deadline, unit.granted_at + unit.time_limit + TIME_LIMIT_GRACE)
+        if deadline > (unit.lease_deadline or 0.0):
+            by_deadline.setdefault(deadline, []).append(unit_id)
     return [
-        LeaseExtended(
-            at=now, worker_id=worker_id, unit_ids=held, lease_deadline=now + lease_seconds
-        )
+        LeaseExtended(at=now, worker_id=worker_id, unit_ids=held, lease_deadline=deadline)
+        for deadline, held in sorted(by_deadline.items())
     ]
 
 
+def leases_to_stop(state: ParkState, worker_id: str, unit_ids: Sequence[str]) -> list[str]:
+    """Of the units a worker says it runs, those it no longer holds (its job cancelled or
+    finished, its lease expired or given to another): the worker stops them."""
+    worker = state.workers.get(worker_id)
+    held = worker.units if worker is not None and worker.active else set()
+    return sorted(u for u in set(unit_ids) if u not in held)
+
+
 def expire_leases(state: ParkState, now: float) -> list[Event]:
+    """Leases past their deadline: a unit past its time limit failed by timing out (an
+    attempt), any other lease was lost (the unit is queued again, no attempt counted)."""
     events: list[Event] = []
     for unit_id, deadline in state.leased.items():
         if deadline <= now:
             unit = state.units[unit_id]
+            limit = unit.time_limit
+            if (
+                limit is not None
+                and unit.granted_at is not None
+                and deadline >= unit.granted_at + limit
+            ):
+                error = f"ran out of time: no result within max_unit_seconds={limit:g}"
+                events.append(failed(state, unit, error, now=now, timed_out=True))
+                continue
             events.append(
                 UnitLeaseExpired(
                     at=now, unit_id=unit_id, job_id=unit.job_id, worker_id=unit.worker_id or ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from fnmatch import fnmatchcase
 
 
 class Priority(StrEnum):
@@ -54,3 +55,21 @@ class WorkerPolicy(StrEnum):
     OWN_FIRST = "own-first"
     OWN_ONLY = "own-only"
     JOB = "job"
+
+
+# A worker runs only functions on its allow list; these are always on it. The policy
+# grants a unit only to workers whose announced list allows every function it calls.
+ALWAYS_ALLOWED = ("park.builtins:sleep", "park.builtins:burn")
+
+
+def function_allowed(patterns: tuple[str, ...] | list[str], function: str) -> bool:
+    """`module:function` against allow-list patterns (`*` allowed, as fnmatch)."""
+    if function in ALWAYS_ALLOWED:
+        return True
+    return any(fnmatchcase(function, pattern) for pattern in patterns)
+
+
+# A job's units: how often one may fail (or run out of time) before the job fails, and
+# the longest a unit may run when neither the job nor its kind says.
+DEFAULT_MAX_ATTEMPTS = 3
+MAX_ATTEMPTS_LIMIT = 100

@@ -92,10 +92,17 @@ def build_service(options: ServeOptions) -> ParkService:
 
 def service_config(options: ServeOptions) -> ServiceConfig:
     per_user = UserLimits(options.max_active_jobs, options.max_queued_units)
-    history = PolicyConfig(
-        hot_finished_jobs=options.hot_jobs, hot_finished_seconds=options.hot_hours * 3600.0
+    policy = PolicyConfig(
+        hot_finished_jobs=options.hot_jobs,
+        hot_finished_seconds=options.hot_hours * 3600.0,
+        max_unit_seconds=options.max_unit_seconds,
     )
-    return ServiceConfig(lease_seconds=options.lease_seconds, limits=per_user, policy=history)
+    return ServiceConfig(
+        lease_seconds=options.lease_seconds,
+        limits=per_user,
+        policy=policy,
+        worker_timeout=options.worker_timeout,
+    )
 
 
 def serve(options: ServeOptions) -> None:

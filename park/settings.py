@@ -143,6 +143,12 @@ class ServeSettings(NotifyFields):
     hot_hours: float = Field(
         24.0, ge=0, description="and only those finished within this many hours"
     )
+    worker_timeout: float = Field(
+        90.0, gt=0, description="a worker silent this many seconds is expired, its leases reaped"
+    )
+    max_unit_seconds: float = Field(
+        86_400.0, gt=0, description="no unit runs longer than this, whatever its job asks"
+    )
 
 
 class SchedulerSettings(NotifyFields):
@@ -185,8 +191,13 @@ class WorkerSettings(ParkSettings):
     max_batch: int = Field(256, ge=1, description="most units in one lease")
     target_batch_seconds: float = Field(0.5, gt=0, description="work asked for per lease")
     poll_seconds: float = Field(10.0, gt=0, description="how long a lease request waits")
-    give_up_after: float = Field(
-        300.0, gt=0, description="seconds to keep retrying an unreachable server"
+    give_up_after: float | None = Field(
+        None,
+        gt=0,
+        description="seconds to keep retrying an unreachable server (default: for ever)",
+    )
+    check_seconds: float = Field(
+        1.0, gt=0, description="how often to ask the server which running units to stop"
     )
     own_only: bool = Field(False, description="a desktop: only its owner's jobs")
     own_first: bool = Field(False, description="a desktop: its owner's jobs first, then any")

@@ -237,6 +237,8 @@ def create_app(
             tags=tags,
             notify=body.notify,
             resources=body.resources,
+            max_attempts=body.max_attempts,
+            max_unit_seconds=body.max_unit_seconds,
         )
         return job_json(job)
 
@@ -327,6 +329,7 @@ def create_app(
             registered_by=who.user if who.authenticated else None,
             pilot_id=body.pilot,
             until=body.until,
+            allowed=body.allowed,
         )
         return {"id": worker_id, "lease_seconds": service.config.lease_seconds}
 
@@ -358,6 +361,8 @@ def create_app(
                     "kind": lu.job.kind,
                     "payload": lu.unit.payload,
                     "lease_deadline": lu.lease_deadline,
+                    "attempt": lu.unit.attempts,
+                    "time_limit": lu.unit.time_limit,
                 }
                 for lu in leased
             ],
@@ -380,8 +385,8 @@ def create_app(
         worker_id: str, body: HeartbeatUnits, who: Caller = Depends(caller)
     ) -> dict[str, Any]:
         act_as_worker(worker_id, who)
-        deadline = await service.heartbeat(worker_id, body.unit_ids)
-        return {"lease_deadline": deadline}
+        answer = await service.heartbeat(worker_id, body.unit_ids, extend=body.extend)
+        return {"lease_deadline": answer.lease_deadline, "stop": answer.stop}
 
     @app.post("/v1/units/{unit_id}/complete")
     async def complete_unit(
@@ -407,8 +412,8 @@ def create_app(
         unit_id: str, body: WorkerUnits, who: Caller = Depends(caller)
     ) -> dict[str, Any]:
         act_as_worker(body.worker_id, who)
-        deadline = await service.heartbeat(body.worker_id, [unit_id])
-        return {"lease_deadline": deadline}
+        answer = await service.heartbeat(body.worker_id, [unit_id])
+        return {"lease_deadline": answer.lease_deadline, "stop": answer.stop}
 
     # -- the log, the ledger, health ------------------------------------------------------
 

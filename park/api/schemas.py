@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -43,6 +43,12 @@ class SubmitJob(RequestBody):
         description='an e-mail address (a daily digest), or {"email", "when": '
         '"digest"|"each"|"never", "webhook"}',
     )
+    max_attempts: int | None = Field(
+        default=None, ge=1, le=100, description="failures of one unit before the job fails (3)"
+    )
+    max_unit_seconds: float | None = Field(
+        default=None, gt=0, description="how long one unit may run (default: the kind's)"
+    )
 
 
 class CancelNotifications(Body):
@@ -66,6 +72,12 @@ class RegisterWorker(RequestBody):
     pilot: str | None = Field(default=None, max_length=64, description="the batch pilot it runs in")
     until: float | None = Field(
         default=None, description="when it leaves (epoch seconds): no unit it cannot finish"
+    )
+    allowed: list[Annotated[str, Field(max_length=200)]] | None = Field(
+        default=None,
+        max_length=1000,
+        description="the worker's allow list (module:function patterns); it is granted "
+        "only units whose functions match",
     )
 
 
@@ -104,7 +116,10 @@ class WorkerUnits(RequestBody):
 
 
 class HeartbeatUnits(RequestBody):
-    unit_ids: list[str]
+    unit_ids: list[str] = Field(max_length=100_000)
+    extend: bool = Field(
+        default=True, description="false: only ask which units to stop, extending nothing"
+    )
 
 
 class SetBudget(RequestBody):
@@ -125,6 +140,7 @@ def ledger_json(state: ParkState, now: float, user: str | None = None) -> dict[s
             "reserved": sum(e.reserved for e in rows.values()),
             "refunded": sum(e.refunded for e in rows.values()),
             "core_seconds": sum(e.core_seconds for e in rows.values()),
+            "slot_seconds": sum(e.slot_seconds for e in rows.values()),
             "units": sum(e.units for e in rows.values()),
             "usage": meter.at_time(now, state.policy.half_life) if meter else 0.0,
             "budget": state.budgets.get(who),
@@ -135,6 +151,7 @@ def ledger_json(state: ParkState, now: float, user: str | None = None) -> dict[s
                     "reserved": e.reserved,
                     "refunded": e.refunded,
                     "core_seconds": e.core_seconds,
+                    "slot_seconds": e.slot_seconds,
                     "units": e.units,
                 }
                 for priority, e in sorted(rows.items())

@@ -37,6 +37,8 @@ def unit_json(unit: UnitView) -> dict[str, Any]:
         "id": unit.id,
         "status": unit.status.value,
         "attempts": unit.attempts,
+        "failures": unit.failures,
+        "last_error": unit.last_error,
         "worker": unit.worker_id,
         "lease_deadline": unit.lease_deadline,
     }

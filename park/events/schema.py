@@ -63,6 +63,10 @@ class JobSubmitted(EventBase):
     # What the job asks of the pool, e.g. {"pilot": {...}}: its own batch pilot.
     resources: dict[str, JsonValue] | None = Field(default=None, exclude_if=_unset)
     notification: NotifyRequest | None = Field(default=None, exclude_if=_unset)
+    # How often a unit may fail before the job fails, and how long a unit may run
+    # (None: the defaults; written only when given).
+    max_attempts: int | None = Field(default=None, exclude_if=_unset)
+    max_unit_seconds: float | None = Field(default=None, exclude_if=_unset)
 
     @property
     def notify_request(self) -> NotifyRequest | None:
@@ -131,11 +135,23 @@ class WorkerJoined(EventBase):
     # A worker inside a batch pilot: the pilot's id, and the end of its allocation.
     pilot_id: str | None = Field(default=None, exclude_if=_unset)
     until: float | None = Field(default=None, exclude_if=_unset)
+    # The worker's allow list (`module:function` patterns) as it announced it; None: it
+    # announced none (an older agent), so the policy does not route by it.
+    allowed: list[str] | None = Field(default=None, exclude_if=_unset)
 
 
 class WorkerLeft(EventBase):
     type: Literal["worker.left"] = "worker.left"
     worker_id: str
+
+
+class WorkerExpired(EventBase):
+    """A worker silent for longer than the server's worker timeout: it no longer counts
+    as active (its leases are given back by `unit.lease_expired` events before this)."""
+
+    type: Literal["worker.expired"] = "worker.expired"
+    worker_id: str
+    last_seen: float
 
 
 class WorkRequested(EventBase):
@@ -167,7 +183,8 @@ class UnitGranted(EventBase):
     """A lease. `priority` is the one charged (a spent budget demotes paid work to free);
     `price` per core-second is fixed here and `reserved` is held until the unit settles;
     `vstart`/`vpass` are the job's virtual time before and after this grant; `request_id`
-    names the worker's ask it answers (Kafka mode)."""
+    names the worker's ask it answers (Kafka mode); `attempt` counts the unit's grants
+    (1 for its first); `time_limit` is how long the unit may run, in seconds."""
 
     type: Literal["unit.granted"] = "unit.granted"
     unit_id: str
@@ -180,6 +197,8 @@ class UnitGranted(EventBase):
     vstart: float = 0.0
     vpass: float = 0.0
     request_id: str | None = Field(default=None, exclude_if=_unset)  # Kafka mode only
+    attempt: int = Field(default=0, exclude_if=lambda attempt: attempt == 0)
+    time_limit: float | None = Field(default=None, exclude_if=_unset)
 
 
 class LeaseExtended(EventBase):
@@ -198,14 +217,23 @@ class UnitCompleted(EventBase):
     cpu_seconds: float
     charged: float
     wall_seconds: float = 0.0
+    # The time the unit held a worker's CPU (what is charged): its wall time, at most the
+    # time from grant to report.
+    slot_seconds: float = Field(default=0.0, exclude_if=lambda seconds: seconds == 0.0)
 
 
 class UnitFailed(EventBase):
+    """An attempt failed (the function raised, the worker refused it, or it ran out of
+    time). With `retry` the unit is queued again, else the job fails."""
+
     type: Literal["unit.failed"] = "unit.failed"
     unit_id: str
     job_id: str
     worker_id: str
     error: str
+    attempt: int = Field(default=0, exclude_if=lambda attempt: attempt == 0)
+    retry: bool = Field(default=False, exclude_if=_unset)
+    timed_out: bool = Field(default=False, exclude_if=_unset)
 
 
 class UnitLeaseExpired(EventBase):
@@ -332,6 +360,7 @@ Event = Annotated[
     | JobFailed
     | WorkerJoined
     | WorkerLeft
+    | WorkerExpired
     | WorkRequested
     | UnitGranted
     | LeaseExtended

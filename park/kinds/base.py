@@ -80,6 +80,14 @@ class JobKind(abc.ABC):
         and merged under the unit's payload by the worker, never stored in each unit."""
         return {}
 
+    # How long one unit may run when the job does not say (`max_unit_seconds`).
+    default_unit_seconds: ClassVar[float] = 3600.0
+
+    def job_functions(self, spec: dict[str, Any]) -> list[str]:
+        """The `module:function` names any unit of this job calls: the policy grants its
+        units only to workers whose allow list has them all."""
+        return self.functions_of(self.unit_context(spec))
+
     @staticmethod
     @abc.abstractmethod
     def functions_of(payload: dict[str, Any]) -> list[str]:

@@ -91,6 +91,9 @@ class MapKind(JobKind):
     def progress(self, state: MapState) -> dict[str, Any]:
         return {"items_done": state.absorbed, "items_total": len(state.outputs)}
 
+    def job_functions(self, spec: dict[str, Any]) -> list[str]:
+        return [spec["function"]]
+
     @staticmethod
     def functions_of(payload: dict[str, Any]) -> list[str]:
         return [payload["function"]]

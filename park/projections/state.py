@@ -16,7 +16,7 @@ from typing import Any
 
 from sortedcontainers import SortedList
 
-from park.domain import JobStatus, Priority, UnitStatus, WorkerPolicy
+from park.domain import DEFAULT_MAX_ATTEMPTS, JobStatus, Priority, UnitStatus, WorkerPolicy
 from park.events.schema import (
     BudgetSet,
     Event,
@@ -40,6 +40,7 @@ from park.events.schema import (
     UnitGranted,
     UnitLeaseExpired,
     UnitsPlanned,
+    WorkerExpired,
     WorkerJoined,
     WorkerLeft,
     WorkRequested,
@@ -117,6 +118,11 @@ class JobView:
     attempts: int = 0
     cpu_seconds: float = 0.0
     workers: dict[str, int] = field(default_factory=dict)
+    # Its units' limits (None: the kind's default, capped by the policy) and the
+    # functions they call (workers must allow them all).
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    max_unit_seconds: float | None = None
+    functions: tuple[str, ...] = ()
 
     @property
     def unit_seconds(self) -> float | None:
@@ -140,6 +146,13 @@ class UnitView:
     price: float = 0.0
     reserved: float = 0.0
     holders: list[str] = field(default_factory=list)
+    # Attempts: `attempts` counts grants; `failures` the attempts that failed or ran out
+    # of time (a lost lease is not the unit's fault and does not count), on which workers.
+    failures: int = 0
+    failed_on: list[str] = field(default_factory=list)
+    last_error: str | None = None
+    granted_at: float | None = None
+    time_limit: float | None = None
 
 
 @dataclass(slots=True)
@@ -158,6 +171,8 @@ class WorkerView:
     units_done: int = 0
     pilot_id: str | None = None
     until: float | None = None
+    allowed: tuple[str, ...] | None = None  # None: announced no allow list
+    expired: bool = False  # left by falling silent, not by saying so
 
     @property
     def active(self) -> bool:
@@ -167,13 +182,16 @@ class WorkerView:
 @dataclass(slots=True)
 class LedgerEntry:
     """Credit and work of one user at one priority. `reserved` is what outstanding grants
-    hold; `charged` is settled; `refunded` is what lost or cancelled grants gave back."""
+    hold; `charged` is settled (slot time x price); `refunded` is what lost or cancelled
+    grants gave back; `slot_seconds` is the time units held a worker's CPU, `core_seconds`
+    the CPU time they reported using."""
 
     charged: float = 0.0
     reserved: float = 0.0
     refunded: float = 0.0
     core_seconds: float = 0.0
     units: int = 0
+    slot_seconds: float = 0.0
 
 
 @dataclass(slots=True)
@@ -334,6 +352,9 @@ class ParkState:
             resources=e.resources,
             kind_state=KINDS[e.kind].start(e.spec),
             seq=self.offset,
+            max_attempts=e.max_attempts or DEFAULT_MAX_ATTEMPTS,
+            max_unit_seconds=e.max_unit_seconds,
+            functions=tuple(KINDS[e.kind].job_functions(e.spec)),
         )
         self.notices.job_submitted(e.job_id, e.notify_request)
         self.active_jobs_of[e.user] = self.active_jobs_of.get(e.user, 0) + 1
@@ -423,6 +444,7 @@ class ParkState:
             registered_by=e.registered_by,
             pilot_id=e.pilot_id,
             until=e.until,
+            allowed=tuple(e.allowed) if e.allowed is not None else None,
         )
         if e.pilot_id is not None:
             pilot_fold.worker_joined_pilot(self.pilots, e.pilot_id, e.worker_id, e.at)
@@ -431,6 +453,12 @@ class ParkState:
         worker = self.workers.get(e.worker_id)
         if worker is not None and worker.active:
             worker.left_at = e.at
+
+    def _worker_expired(self, e: WorkerExpired) -> None:
+        worker = self.workers.get(e.worker_id)
+        if worker is not None and worker.active:
+            worker.left_at = e.at
+            worker.expired = True
 
     def _work_requested(self, e: WorkRequested) -> None:
         worker = self.workers.get(e.worker_id)
@@ -465,6 +493,8 @@ class ParkState:
         unit.priority = e.priority
         unit.price = e.price
         unit.reserved = e.reserved
+        unit.granted_at = e.at
+        unit.time_limit = e.time_limit
         self.queue_index.remove(queue_key(job))
         if job.queue and job.queue[0] == unit.id:
             job.queue.popleft()
@@ -485,6 +515,9 @@ class ParkState:
         entry.reserved += e.reserved
 
     def _lease_extended(self, e: LeaseExtended) -> None:
+        worker = self.workers.get(e.worker_id)
+        if worker is not None:
+            worker.last_seen = max(worker.last_seen, e.at)
         for unit_id in e.unit_ids:
             unit = self.units.get(unit_id)
             if (
@@ -527,6 +560,7 @@ class ParkState:
         entry.charged += e.charged
         job.charged += e.charged
         entry.core_seconds += e.cpu_seconds
+        entry.slot_seconds += e.slot_seconds
         entry.units += 1
         job.cpu_seconds += e.cpu_seconds
         job.workers[e.worker_id] = job.workers.get(e.worker_id, 0) + 1
@@ -545,10 +579,20 @@ class ParkState:
         if unit is None or unit.status is not UnitStatus.LEASED or unit.worker_id != e.worker_id:
             return  # only the current holder can fail a unit
         self._release_lease(unit, refund=True)
-        unit.status = UnitStatus.FAILED
+        unit.failures += 1
+        unit.failed_on.append(e.worker_id)
+        unit.last_error = e.error
         job = self.jobs[unit.job_id]
+        if e.retry:
+            # Queued again behind the job's other units, so another worker likely runs it.
+            unit.status = UnitStatus.QUEUED
+            job.queue.append(unit.id)
+            self._set_runnable(job, e.at)
+            return
+        unit.status = UnitStatus.FAILED
         if job.error is None:
-            job.error = f"unit {unit.id} failed: {e.error}"
+            tries = f" (attempt {e.attempt} of {job.max_attempts})" if e.attempt else ""
+            job.error = f"unit {unit.id} failed{tries}: {e.error}"
 
     def _lease_expired(self, e: UnitLeaseExpired) -> None:
         unit = self.units.get(e.unit_id)
@@ -603,6 +647,7 @@ _HANDLERS: dict[type, Any] = {
     JobFailed: ParkState._job_failed,
     WorkerJoined: ParkState._worker_joined,
     WorkerLeft: ParkState._worker_left,
+    WorkerExpired: ParkState._worker_expired,
     WorkRequested: ParkState._work_requested,
     UnitGranted: ParkState._unit_granted,
     LeaseExtended: ParkState._lease_extended,

@@ -29,6 +29,8 @@ def job_json(job: JobView, *, private: bool = True) -> dict[str, Any]:
         "started_at": job.started_at,
         "finished_at": job.finished_at,
         "progress": progress,
+        "max_attempts": job.max_attempts,
+        "max_unit_seconds": job.max_unit_seconds,
     }
     if not job.active:  # its units are dropped: what they did, in sum
         view["units_summary"] = units_summary(job)
@@ -82,6 +84,8 @@ def worker_json(worker: WorkerView) -> dict[str, Any]:
         "units_done": worker.units_done,
         "pilot": worker.pilot_id,
         "until": worker.until,
+        "expired": worker.expired,
+        "allowed": list(worker.allowed) if worker.allowed is not None else None,
     }
 
 

@@ -28,7 +28,8 @@ class PolicyConfig(BaseModel):
     core-hour at normal) while usage is smaller than that, and never drops below 0.05;
     a job waiting more than 60 s for work gains weight linearly, doubling after a further
     10 minutes, up to 4x. The last 10,000 finished jobs, or those finished in the last 24 h
-    if fewer, stay in memory; older ones are archived."""
+    if fewer, stay in memory; older ones are archived. No unit runs longer than
+    `max_unit_seconds` (24 h), whatever its job asks."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -45,6 +46,7 @@ class PolicyConfig(BaseModel):
     # many and only those finished this long before the newest event (park.projections.archive).
     hot_finished_jobs: int = Field(default=10_000, ge=0)
     hot_finished_seconds: float = Field(default=DAY, ge=0)
+    max_unit_seconds: float = Field(default=DAY, gt=0)
 
     @field_validator("weights")
     @classmethod

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from park.domain import Priority
+from park.domain import Priority, function_allowed
 from park.projections.pilots import pilot_reasons
 from park.projections.state import JobView, ParkState, queue_key
 from park.scheduler.policy import (
     age_boost,
+    allows_job,
     effective_priority,
     fairshare_factor,
     job_weight,
@@ -43,6 +44,24 @@ def explain(
         return answer
 
     reasons.extend(pilot_reasons(state.pilots, job.id))
+    retried = [state.units[u] for u in job.unit_ids if u in state.units and state.units[u].failures]
+    answer["failed_attempts"] = [
+        {
+            "unit": unit.id,
+            "status": unit.status.value,
+            "attempts": unit.attempts,
+            "failures": unit.failures,
+            "failed_on": unit.failed_on,
+            "last_error": unit.last_error,
+        }
+        for unit in retried[:20]
+    ]
+    if retried:
+        reasons.append(
+            f"{len(retried)} unit(s) failed an attempt and are tried again "
+            f"(at most {job.max_attempts} failures each)"
+        )
+
     recent = list(state.recent_grants)
     mine = sum(1 for granted, _ in recent if granted == job.id)
     answer["current_share"] = mine / len(recent) if recent else 0.0
@@ -70,6 +89,14 @@ def explain(
     able = [w for w in workers if may_serve(w, job)]
     if not workers:
         reasons.append("no worker is connected")
+    elif not able and not any(allows_job(w, job) for w in workers):
+        refused = sorted(
+            {f for w in workers for f in job.functions if not function_allowed(w.allowed or (), f)}
+        )
+        reasons.append(
+            f"none of the {len(workers)} connected worker(s) allows {', '.join(refused)}: "
+            "it waits for a worker whose allow list (PARK_ALLOWED_FUNCTIONS) has it"
+        )
     elif not able:
         policies = sorted({w.policy.value for w in workers})
         reasons.append(

@@ -23,8 +23,8 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from park.domain import Priority, WorkerPolicy
-from park.projections.state import JobView, ParkState, WorkerView
+from park.domain import Priority, WorkerPolicy, function_allowed
+from park.projections.state import JobView, ParkState, UnitView, WorkerView
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,17 @@ class Grant:
     vpass: float = 0.0
 
 
+def allows_job(worker: WorkerView, job: JobView) -> bool:
+    """The worker's announced allow list has every function the job's units call (a
+    worker that announced none is not routed by it: it refuses what it must itself)."""
+    if worker.allowed is None:
+        return True
+    return all(function_allowed(worker.allowed, f) for f in job.functions)
+
+
 def may_serve(worker: WorkerView, job: JobView) -> bool:
+    if not allows_job(worker, job):
+        return False
     if worker.policy is WorkerPolicy.OWN_ONLY:
         return job.user == worker.owner
     if worker.policy is WorkerPolicy.JOB:
@@ -104,24 +114,42 @@ def _eligible(state: ParkState, worker: WorkerView) -> Iterator[tuple[int, JobVi
     An own-first worker's owner's jobs form tier 0."""
     jobs = state.jobs
     if worker.policy is WorkerPolicy.JOB:
-        if worker.job_id in state.runnable:
+        if worker.job_id in state.runnable and allows_job(worker, jobs[worker.job_id]):
             yield 0, jobs[worker.job_id]
         return
     if worker.policy in (WorkerPolicy.OWN_ONLY, WorkerPolicy.OWN_FIRST):
         owner = worker.owner or ""
         own = sorted(
-            (jobs[j] for j in state.runnable_by_user.get(owner, ())),
+            (jobs[j] for j in state.runnable_by_user.get(owner, ()) if allows_job(worker, jobs[j])),
             key=lambda job: (job.vpass, job.submitted_at, job.id),
         )
         yield from ((0, job) for job in own)
         if worker.policy is WorkerPolicy.OWN_ONLY:
             return
         others: Iterable[JobView] = (
-            jobs[key[2]] for key in state.queue_index if jobs[key[2]].user != owner
+            jobs[key[2]]
+            for key in state.queue_index
+            if jobs[key[2]].user != owner and allows_job(worker, jobs[key[2]])
         )
         yield from ((1, job) for job in others)
         return
-    yield from ((0, jobs[key[2]]) for key in state.queue_index)
+    yield from ((0, jobs[key[2]]) for key in state.queue_index if allows_job(worker, jobs[key[2]]))
+
+
+def runs_better_elsewhere(
+    state: ParkState, worker: WorkerView, job: JobView, unit: UnitView
+) -> bool:
+    """A unit that failed on this worker goes to another one if any active worker that
+    may run it has not failed it yet (a retry on the same machine often fails alike)."""
+    if worker.id not in unit.failed_on:
+        return False
+    return any(
+        other.active
+        and other.id != worker.id
+        and other.id not in unit.failed_on
+        and may_serve(other, job)
+        for other in state.workers.values()
+    )
 
 
 def grant(state: ParkState, request: WorkRequest) -> list[Grant]:
@@ -150,10 +178,14 @@ def grant(state: ParkState, request: WorkRequest) -> list[Grant]:
             break
         tier, vstart, _, job_id = advanced[0]
         job = state.jobs[job_id]
+        n = taken.get(job_id, 0)
         if worker.until is not None and now + (job.unit_seconds or 0.0) > worker.until:
             # A worker that must leave by then (a pilot before its wall time) could not
             # finish this job's units: not this job.
             heapq.heappop(advanced)
+            continue
+        if runs_better_elsewhere(state, worker, job, state.units[job.queue[n]]):
+            heapq.heappop(advanced)  # nothing more of this job for this worker now
             continue
         if budget is not None:
             estimate = job.unit_seconds
@@ -166,7 +198,6 @@ def grant(state: ParkState, request: WorkRequest) -> list[Grant]:
             else:
                 budget -= estimate
         heapq.heappop(advanced)
-        n = taken.get(job_id, 0)
         # After its first unit here the job has just been served: no age boost, exactly
         # as if each unit were a request of its own.
         reserving = reserved.get(job.user, 0.0)
@@ -191,10 +222,12 @@ __all__ = [
     "Grant",
     "WorkRequest",
     "age_boost",
+    "allows_job",
     "effective_priority",
     "fairshare_factor",
     "grant",
     "job_weight",
     "may_serve",
+    "runs_better_elsewhere",
     "wait_bound",
 ]

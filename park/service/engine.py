@@ -24,7 +24,7 @@ from park.commands import UnitReport
 from park.domain import Priority, WorkerPolicy
 from park.errors import NotFound, TooLarge, Unavailable
 from park.events.log import EventLog, EventTooLarge, LogUnavailable
-from park.events.schema import Event, UnitGranted, UnitLeaseExpired, UnitsPlanned
+from park.events.schema import Event, UnitGranted, UnitLeaseExpired, UnitsPlanned, WorkerExpired
 from park.projections.state import JobView, ParkState, UnitView
 from park.scheduler.config import PolicyConfig
 from park.service.archive_store import ArchiveStore
@@ -44,6 +44,16 @@ class ServiceConfig:
     snapshot_interval: float = 300.0
     reap_interval: float = 0.5
     limits: UserLimits = field(default_factory=UserLimits)
+    worker_timeout: float = 90.0  # a worker silent this long is expired
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatAnswer:
+    """The leases' new deadline, and the units the worker must stop (it no longer holds
+    them: their job was cancelled, or their lease expired or was revoked)."""
+
+    lease_deadline: float
+    stop: list[str]
 
 
 @contextlib.contextmanager
@@ -100,6 +110,11 @@ class ParkService:
         self._snapshot_offset = 0
         self._closing = False
         self._unsettled: set[str] = set()
+        # When each worker last called (leases, reports, heartbeats): an idle worker's
+        # polls write nothing to the log, yet show it is alive.
+        self._seen: dict[str, float] = {}
+        self._polling: dict[str, int] = {}  # workers waiting in a lease long-poll now
+        self._started_at = self.clock()
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -273,6 +288,8 @@ class ParkService:
         tags: dict[str, str] | None = None,
         notify: object = None,
         resources: dict[str, Any] | None = None,
+        max_attempts: int | None = None,
+        max_unit_seconds: float | None = None,
     ) -> JobView:
         job_id = new_id()
         async with self._lock:
@@ -287,6 +304,9 @@ class ParkService:
                 notify=notify,
                 now=self.clock(),
                 resources=resources,
+                max_attempts=max_attempts,
+                max_unit_seconds=max_unit_seconds,
+                unit_seconds_cap=self.config.policy.max_unit_seconds,
             )
             await self._run(events)
         return self.job(job_id)
@@ -340,6 +360,7 @@ class ParkService:
         registered_by: str | None = None,
         pilot_id: str | None = None,
         until: float | None = None,
+        allowed: Sequence[str] | None = None,
     ) -> str:
         worker_id = new_id()
         async with self._lock:
@@ -355,6 +376,7 @@ class ParkService:
                 registered_by=registered_by,
                 pilot_id=pilot_id,
                 until=until,
+                allowed=allowed,
             )
             await self._run(events)
         return worker_id
@@ -383,6 +405,21 @@ class ParkService:
         """Grant up to `max_units` units, waiting up to `wait` seconds for work to appear."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
+        self.seen(worker_id)
+        self._polling[worker_id] = self._polling.get(worker_id, 0) + 1
+        try:
+            return await self._lease(worker_id, max_units, deadline, max_seconds)
+        finally:
+            self.seen(worker_id)
+            left = self._polling.pop(worker_id) - 1
+            if left:
+                self._polling[worker_id] = left
+
+    async def _lease(
+        self, worker_id: str, max_units: int, deadline: float, max_seconds: float | None
+    ) -> list[LeasedUnit]:
+        """The long-poll itself: grant, or wait for work until the loop time `deadline`."""
+        loop = asyncio.get_running_loop()
         while True:
             available = self._work_available
             async with self._lock:
@@ -413,6 +450,7 @@ class ParkService:
 
     async def report(self, worker_id: str, reports: Sequence[UnitReport]) -> list[str]:
         """Record unit results and failures; return the ids of reports that were ignored."""
+        self.seen(worker_id)
         async with self._lock:
             events, ignored = commands.report_units(
                 self.state, worker_id, reports, now=self.clock()
@@ -420,19 +458,52 @@ class ParkService:
             await self._run(events)
         return ignored
 
-    async def heartbeat(self, worker_id: str, unit_ids: Sequence[str]) -> float:
+    async def heartbeat(
+        self, worker_id: str, unit_ids: Sequence[str], *, extend: bool = True
+    ) -> HeartbeatAnswer:
+        """Extend the leases the worker holds of these units (unless `extend` is false: a
+        worker checks often what to stop, but extends only every third of a lease, so its
+        checks write nothing to the log) and name those it must stop."""
+        self.seen(worker_id)
         async with self._lock:
             now = self.clock()
-            events = commands.extend_leases(
-                self.state, worker_id, unit_ids, now=now, lease_seconds=self.config.lease_seconds
+            if extend:
+                events = commands.extend_leases(
+                    self.state,
+                    worker_id,
+                    unit_ids,
+                    now=now,
+                    lease_seconds=self.config.lease_seconds,
+                )
+                await self._run(events)
+            else:
+                commands.require_worker(self.state, worker_id)
+            worker = self.state.workers.get(worker_id)
+            mine = worker.units if worker is not None else set()
+            deadline = min((self.state.leased[u] for u in unit_ids if u in mine), default=now)
+            return HeartbeatAnswer(
+                deadline, commands.leases_to_stop(self.state, worker_id, unit_ids)
             )
-            await self._run(events)
-        return now + self.config.lease_seconds
+
+    def seen(self, worker_id: str) -> None:
+        self._seen[worker_id] = self.clock()
 
     async def expire_leases(self) -> int:
         async with self._lock:
-            events = commands.expire_leases(self.state, self.clock())
+            now = self.clock()
+            events = commands.expire_leases(self.state, now)
+            seen = {**self._seen, **dict.fromkeys(self._polling, now)}
+            events += commands.expire_workers(
+                self.state,
+                now,
+                timeout=self.config.worker_timeout,
+                seen=seen,
+                since=self._started_at,
+            )
             await self._run(events)
+        for e in events:
+            if isinstance(e, WorkerExpired):
+                self._seen.pop(e.worker_id, None)
         return len(events)
 
     async def record(self, decide: Callable[[ParkState], Sequence[Event]]) -> int:

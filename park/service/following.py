@@ -42,7 +42,14 @@ from park.events.schema import (
 )
 from park.projections.state import JobView
 from park.service.archive_store import ArchiveStore
-from park.service.engine import LeasedUnit, ParkService, ServiceConfig, gc_paused, new_id
+from park.service.engine import (
+    HeartbeatAnswer,
+    LeasedUnit,
+    ParkService,
+    ServiceConfig,
+    gc_paused,
+    new_id,
+)
 from park.service.snapshots import SnapshotStore
 
 log = logging.getLogger("park.service")
@@ -326,6 +333,7 @@ class FollowingService(ParkService):
         registered_by: str | None = None,
         pilot_id: str | None = None,
         until: float | None = None,
+        allowed: Sequence[str] | None = None,
     ) -> str:
         return await self._retry_unknown(
             lambda: ParkService.register_worker(
@@ -338,14 +346,19 @@ class FollowingService(ParkService):
                 registered_by=registered_by,
                 pilot_id=pilot_id,
                 until=until,
+                allowed=allowed,
             )
         )
 
     async def report(self, worker_id: str, reports: Sequence[UnitReport]) -> list[str]:
         return await self._retry_unknown(lambda: ParkService.report(self, worker_id, reports))
 
-    async def heartbeat(self, worker_id: str, unit_ids: Sequence[str]) -> float:
-        return await self._retry_unknown(lambda: ParkService.heartbeat(self, worker_id, unit_ids))
+    async def heartbeat(
+        self, worker_id: str, unit_ids: Sequence[str], *, extend: bool = True
+    ) -> HeartbeatAnswer:
+        return await self._retry_unknown(
+            lambda: ParkService.heartbeat(self, worker_id, unit_ids, extend=extend)
+        )
 
     async def remove_worker(self, worker_id: str) -> None:
         await self._retry_unknown(lambda: ParkService.remove_worker(self, worker_id))

@@ -3,9 +3,14 @@
 It keeps two lease loops ("slots") per child; a slot leases only while it holds a free
 child, so one slot's lease overlaps the other's report but no unit waits behind another.
 It asks for about `target_batch_seconds` of work per lease (the server sizes the batch by
-each job's unit times), and heartbeats the leases of units still running. A server that
-goes away (restart, crash) is retried with back-off; results finished meanwhile are
-reported when it is back.
+each job's unit times). It registers with its allow list, so the server grants it only
+units it may run.
+
+Every second it asks the server which of its running units to stop (their job was
+cancelled, their lease revoked) and kills the children running them; every third of a
+lease it also extends the leases. A unit past its time limit is killed too, and reported
+failed. A server that goes away (restart, crash) is said so at once and retried with
+back-off; results finished meanwhile are reported when it is back.
 """
 
 from __future__ import annotations
@@ -13,20 +18,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import os
-import signal
 import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import httpx
 
 from park.settings import WorkerSettings
+from park.worker.child import Child, ChildLost
 from park.worker.desktop import Hours, LoadMeter, WorkGate
-from park.worker.runner import AllowList, run_batch
+from park.worker.runner import AllowList
 
 log = logging.getLogger("park.worker")
 
@@ -55,7 +58,12 @@ class WorkerAgent:
         self.allow = allow if allow is not None else AllowList.from_env()
         self.worker_id: str | None = None
         self.lease_seconds = 30.0
-        self.in_flight: set[str] = set()
+        self.in_flight: set[str] = set()  # leased, not yet run to the end
+        self._running: dict[str, Child] = {}  # unit id -> the child running it now
+        self._stopped: set[str] = set()  # units the server said to stop
+        self._idle: list[Child] = []
+        self._outage_since: float | None = None
+        self._outage_told = 0.0
         headers = {"Authorization": f"Bearer {options.token}"} if options.token else {}
         self._http = httpx.AsyncClient(
             base_url=options.server.rstrip("/"),
@@ -64,12 +72,6 @@ class WorkerAgent:
         )
         self._children = asyncio.Semaphore(options.cpus)
         self._registering = asyncio.Lock()
-        self._told_unreachable = False
-        self._pool = ProcessPoolExecutor(
-            max_workers=options.cpus,
-            mp_context=multiprocessing.get_context("forkserver"),
-            initializer=_ignore_interrupts,
-        )
         self.meter = LoadMeter(lambda: len(self.in_flight)) if options.max_load else None
         self.gate = WorkGate(
             max_load=options.max_load,
@@ -80,35 +82,57 @@ class WorkerAgent:
     async def _call(self, method: str, path: str, body: Any = None) -> Any:
         """One API call, retried while the server is unreachable (it may be restarting)."""
         delay = 0.1
-        give_up = time.monotonic() + self.options.give_up_after
+        limit = self.options.give_up_after
+        give_up = None if limit is None else time.monotonic() + limit
         while True:
             try:
                 response = await self._http.request(method, path, json=body)
             except httpx.TransportError as err:
-                if time.monotonic() > give_up:
+                self._unreachable(err)
+                if give_up is not None and time.monotonic() > give_up:
                     raise ServerGone(
-                        f"{self.options.server} unreachable for "
-                        f"{self.options.give_up_after:.0f} s ({err}); giving up"
+                        f"{self.options.server} unreachable for {limit:.0f} s ({err}); giving up"
                     ) from err
-                if not self._told_unreachable:
-                    self._told_unreachable = True
-                    log.warning(
-                        "%s unreachable (%s); retrying for up to %.0f s (Ctrl-C to stop)",
-                        self.options.server, err or type(err).__name__,
-                        self.options.give_up_after,
-                    )  # fmt: skip
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            if response.status_code >= 500 and time.monotonic() < give_up:
+            self._reachable()
+            if response.status_code >= 500 and (give_up is None or time.monotonic() < give_up):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            if self._told_unreachable:
-                self._told_unreachable = False
-                log.warning("%s reachable again", self.options.server)
             response.raise_for_status()
             return response.json() if response.content else None
+
+    def _unreachable(self, err: Exception) -> None:
+        """Say at once that the server does not answer, and again every 30 s."""
+        now = time.monotonic()
+        if self._outage_since is None:
+            self._outage_since = self._outage_told = now
+            log.warning(
+                "server %s unreachable (%s); retrying %s (Ctrl-C to stop)",
+                self.options.server,
+                err or type(err).__name__,
+                "until it answers"
+                if self.options.give_up_after is None
+                else f"for up to {self.options.give_up_after:.0f} s",
+            )
+        elif now - self._outage_told >= 30.0:
+            self._outage_told = now
+            log.warning(
+                "server %s still unreachable after %.0f s; retrying",
+                self.options.server,
+                now - self._outage_since,
+            )
+
+    def _reachable(self) -> None:
+        if self._outage_since is not None:
+            log.warning(
+                "server %s answers again (after %.0f s)",
+                self.options.server,
+                time.monotonic() - self._outage_since,
+            )
+            self._outage_since = None
 
     async def register(self) -> str:
         o = self.options
@@ -118,6 +142,7 @@ class WorkerAgent:
             "owner": o.owner,
             "policy": o.policy,
             "job": o.job,
+            "allowed": list(self.allow.patterns),
         }
         if o.pilot is not None:
             body["pilot"] = o.pilot
@@ -139,24 +164,25 @@ class WorkerAgent:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
-        # Start the children (and their imports) while registering: a pilot's first unit
-        # then runs as soon as it is granted.
-        loop = asyncio.get_running_loop()
-        for _ in range(self.options.cpus):
-            loop.run_in_executor(self._pool, run_batch, [], ())
-        registering = asyncio.create_task(self.register())
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait([registering, stopping], return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if not registering.done() or registering.exception() is not None:
-            # stopped while the server was still unreachable, or refused
-            registering.cancel()
-            await asyncio.gather(registering, return_exceptions=True)
+        self._idle = list(
+            await asyncio.gather(*(Child().start() for _ in range(self.options.cpus)))
+        )
+        try:
+            registering = asyncio.create_task(self.register())
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait([registering, stopping], return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not registering.done():  # stopped while the server did not answer
+                registering.cancel()
+                await asyncio.gather(registering, return_exceptions=True)
+                return
+            registering.result()  # or WorkerRefused
+            await self._serve(stop)
+        finally:
+            await self._stop_children()
             await self._http.aclose()
-            self._stop_children()
-            if not registering.cancelled():
-                registering.result()
-            return
+
+    async def _serve(self, stop: asyncio.Event) -> None:
         slots = [asyncio.create_task(self._slot(stop)) for _ in range(2 * self.options.cpus)]
         beat = asyncio.create_task(self._heartbeat(stop))
         if self.meter is not None:
@@ -175,12 +201,9 @@ class WorkerAgent:
             for task in [*slots, beat]:
                 task.cancel()
             await asyncio.gather(*slots, beat, return_exceptions=True)
-            # Children first: a unit that finished after the leases were given back would
-            # have run to completion twice once it is granted again.
-            self._stop_children()
+            await self._stop_children()  # first: the units stop, then their leases go back
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._leave(), 5.0)
-            await self._http.aclose()
 
     async def _leave_at(self, until: float, stop: asyncio.Event) -> None:
         """A pilot's worker leaves on its own before the allocation ends: its leases are
@@ -191,20 +214,18 @@ class WorkerAgent:
             log.warning("leaving: the pilot's time is up")
             stop.set()
 
-    def _stop_children(self) -> None:
-        """Stopping means now: units still running are abandoned (their leases were given
-        back by leaving), so the children are terminated rather than waited for."""
-        processes = list(getattr(self._pool, "_processes", {}).values())
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.terminate()
+    async def _stop_children(self) -> None:
+        """Stopping means now: units still running are abandoned (their leases are given
+        back by leaving), so the children are killed rather than waited for."""
+        children = [*self._idle, *self._running.values()]
+        self._idle = []
+        await asyncio.gather(*(child.close() for child in children))
 
     async def _leave(self) -> None:
         if self.worker_id is not None:
             await self._http.delete(f"/v1/workers/{self.worker_id}")
 
     async def _slot(self, stop: asyncio.Event) -> None:
-        loop = asyncio.get_running_loop()
         lease = {
             "max_units": self.options.max_batch,
             "max_seconds": self.options.target_batch_seconds,
@@ -236,13 +257,62 @@ class WorkerAgent:
                     unit["payload"] = {**contexts.get(unit["job_id"], {}), **unit["payload"]}
                 ids = [u["id"] for u in units]
                 self.in_flight.update(ids)
+                child = self._idle.pop()
                 try:
-                    reports = await loop.run_in_executor(
-                        self._pool, run_batch, units, self.allow.patterns
-                    )
+                    reports, child = await self._run_units(child, units)
                 finally:
+                    self._idle.append(child)
                     self.in_flight.difference_update(ids)
-            await self._report(reports)
+                    self._stopped.difference_update(ids)
+            if reports:
+                await self._report(reports)
+
+    async def _run_units(
+        self, child: Child, units: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], Child]:
+        """Run a batch one unit at a time in `child`, replacing the child whenever a unit
+        must be stopped (out of time, or the server said so) or it dies. Returns the
+        reports (none for units the server stopped) and the child now in use."""
+        reports = []
+        for unit in units:
+            unit_id = unit["id"]
+            if unit_id in self._stopped:
+                continue
+            limit = unit.get("time_limit")
+            self._running[unit_id] = child
+            started = time.perf_counter()
+            try:
+                reports.append(await asyncio.wait_for(child.run(unit, self.allow.patterns), limit))
+            except (TimeoutError, ChildLost) as err:
+                code = child.proc.returncode if child.proc is not None else None
+                await child.close()
+                child = await Child().start()
+                if unit_id in self._stopped:
+                    log.warning("stopped unit %s: the server no longer leases it here", unit_id)
+                    continue
+                if isinstance(err, TimeoutError):
+                    error = (
+                        f"stopped after {limit:g} s: the unit ran out of time (max_unit_seconds)"
+                    )
+                else:
+                    error = f"the child process running it died (exit code {code})"
+                wall = time.perf_counter() - started
+                reports.append(
+                    {"unit_id": unit_id, "ok": False, "error": error, "wall_seconds": wall}
+                )
+            finally:
+                self._running.pop(unit_id, None)
+        return reports, child
+
+    def _stop(self, unit_ids: list[str]) -> None:
+        """Stop these units now: kill the children running them; skip those not begun."""
+        for unit_id in unit_ids:
+            if unit_id not in self.in_flight:
+                continue
+            self._stopped.add(unit_id)
+            child = self._running.get(unit_id)
+            if child is not None:
+                child.kill()
 
     async def _register_again(self, known_as: str | None) -> None:
         """Once per loss, however many slots notice it."""
@@ -266,15 +336,25 @@ class WorkerAgent:
                 await self._call("POST", path, {"reports": failed})
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
+        """Every `check_seconds`, ask which running units to stop; every third of a lease,
+        extend their leases too (only those write to the log)."""
+        extended = time.monotonic()
         while not stop.is_set():
-            await asyncio.sleep(max(0.2, self.lease_seconds / 3))
-            if self.in_flight and self.worker_id is not None:
-                with contextlib.suppress(httpx.HTTPError, ServerGone):
-                    await self._call(
-                        "POST",
-                        f"/v1/workers/{self.worker_id}/heartbeat",
-                        {"unit_ids": sorted(self.in_flight)},
-                    )
+            await asyncio.sleep(max(0.1, min(self.options.check_seconds, self.lease_seconds / 3)))
+            if not self.in_flight or self.worker_id is None:
+                extended = time.monotonic()
+                continue
+            extend = time.monotonic() - extended >= self.lease_seconds / 3 - 0.05
+            running = sorted(self.in_flight)
+            with contextlib.suppress(httpx.HTTPError, ServerGone):
+                answer = await self._call(
+                    "POST",
+                    f"/v1/workers/{self.worker_id}/heartbeat",
+                    {"unit_ids": running, "extend": extend},
+                )
+                if extend:
+                    extended = time.monotonic()
+                self._stop(list(answer.get("stop", [])))
 
 
 def _server_message(response: httpx.Response) -> str:
@@ -284,9 +364,3 @@ def _server_message(response: httpx.Response) -> str:
         return f"{error['message']} ({response.status_code})"
     except Exception:
         return f"{response.status_code}: {response.text[:300]}"
-
-
-def _ignore_interrupts() -> None:
-    """Ctrl-C reaches the whole process group; the agent stops its children itself, so
-    they must not each print a KeyboardInterrupt traceback."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -12,12 +12,11 @@ import os
 import time
 import traceback
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import Any
 
+from park.domain import function_allowed
 from park.kinds import KINDS
 
-ALWAYS_ALLOWED = ("park.builtins:sleep", "park.builtins:burn")
 ALLOW_ENV = "PARK_ALLOWED_FUNCTIONS"
 
 
@@ -31,9 +30,7 @@ class AllowList:
         return cls(tuple(p.strip() for p in raw.split(",") if p.strip()))
 
     def allows(self, function: str) -> bool:
-        if function in ALWAYS_ALLOWED:
-            return True
-        return any(fnmatchcase(function, pattern) for pattern in self.patterns)
+        return function_allowed(self.patterns, function)
 
 
 def run_unit(unit: dict[str, Any], allow: AllowList) -> dict[str, Any]:

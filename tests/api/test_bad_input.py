@@ -161,12 +161,21 @@ def test_a_malformed_result_fails_its_unit_and_never_reaches_the_fold(
     client: TestClient, tmp_path: Path
 ) -> None:
     job, worker, unit = leased_unit(client)
-    answer = client.post(
-        f"/v1/workers/{worker}/reports", json={"reports": [{"unit_id": unit, "result": [1, 2, 3]}]}
-    )
-    assert answer.status_code == 200
+    for attempt in (1, 2, 3):  # each attempt fails; the third (max_attempts) fails the job
+        if attempt > 1:
+            assert client.get(f"/v1/jobs/{job}").json()["status"] == "running"
+            [again] = client.post(f"/v1/workers/{worker}/lease", json={"max_units": 1}).json()[
+                "units"
+            ]
+            assert (again["id"], again["attempt"]) == (unit, attempt)
+        answer = client.post(
+            f"/v1/workers/{worker}/reports",
+            json={"reports": [{"unit_id": unit, "result": [1, 2, 3]}]},
+        )
+        assert answer.status_code == 200
     failed = client.get(f"/v1/jobs/{job}").json()
     assert failed["status"] == "failed"
+    assert "(attempt 3 of 3)" in failed["error"]
     assert "the result does not fit the unit: expected a list of 1 outputs" in failed["error"]
 
 

@@ -142,9 +142,11 @@ def test_server_kill9_mid_job_loses_nothing_and_counts_nothing_twice(make_server
         # The ledger counts each unit once and charges what the completions say.
         priority_of = {e["job_id"]: e["priority"] for e in events_of(records, "job.submitted")}
         cpu: Counter[str] = Counter()
+        slot: Counter[str] = Counter()
         count: Counter[str] = Counter()
         for (event,) in completions.values():
             cpu[priority_of[event["job_id"]]] += event["cpu_seconds"]
+            slot[priority_of[event["job_id"]]] += event.get("slot_seconds", 0.0)
             count[priority_of[event["job_id"]]] += 1
         ledger = http.get(f"/v1/ledger/{user}").json()["users"][user]
         rows = ledger["priorities"]
@@ -157,7 +159,10 @@ def test_server_kill9_mid_job_loses_nothing_and_counts_nothing_twice(make_server
         assert rows["free"]["charged"] == 0.0
         assert rows["normal"]["units"] == len(burns)
         assert cpu["normal"] >= 0.5 * 0.05 * len(burns)  # burn really used the CPU
-        assert rows["normal"]["charged"] == pytest.approx(cpu["normal"] * 1.0, rel=1e-9)
+        # Charged by slot time: the wall time each unit held a worker's CPU.
+        assert slot["normal"] >= 0.9 * cpu["normal"]
+        assert rows["normal"]["slot_seconds"] == pytest.approx(slot["normal"], rel=1e-9)
+        assert rows["normal"]["charged"] == pytest.approx(slot["normal"] * 1.0, rel=1e-9)
         assert ledger["charged"] == pytest.approx(rows["normal"]["charged"], rel=1e-9)
         assert ledger["core_seconds"] == pytest.approx(sum(cpu.values()), rel=1e-9)
         assert ledger["reserved"] == pytest.approx(0.0, abs=1e-9)
@@ -284,7 +289,12 @@ def test_first_report_wins_when_two_workers_held_one_unit(make_server, first):
         entry = ledger["priorities"]["normal"]
         assert ledger["units"] == entry["units"] == 2
         assert entry["core_seconds"] == pytest.approx(cpu + 0.125)
-        assert entry["charged"] == pytest.approx((cpu + 0.125) * 1.0)
+        # Charged by slot time: the time reported (here only CPU time), never more than
+        # the current holder held the lease.
+        slots = [e.get("slot_seconds", 0.0) for e in events_of(records, "unit.completed")]
+        assert 0 < sum(slots) <= cpu + 0.125
+        assert entry["slot_seconds"] == pytest.approx(sum(slots))
+        assert entry["charged"] == pytest.approx(sum(slots) * 1.0)
         assert entry["reserved"] == pytest.approx(0.0)
         by_worker = {w["id"]: w["units_done"] for w in workers(http)}
         assert by_worker == {winner: 1, loser: 0, other: 1}

@@ -82,10 +82,11 @@ async def busy_history(service: ParkService, clock: FakeClock) -> dict[str, str]
     w1 = await service.register_worker(name="w1", cpus=2)
     w2 = await service.register_worker(name="w2", cpus=1)
 
-    # A unit fails: its job fails, the job's other lease is given back.
+    # A unit fails (with one attempt allowed): its job fails, its other lease is given back.
     failing = await service.submit(
-        user="bob", kind="map", spec={"function": SLEEP, "inputs": [9, 8]}, priority=Priority.HIGH
-    )
+        user="bob", kind="map", spec={"function": SLEEP, "inputs": [9, 8]},
+        priority=Priority.HIGH, max_attempts=1,
+    )  # fmt: skip
     clock.advance(1)
     first = await lease_all(service, w1)
     assert [lu.job.id for lu in first] == [failing.id] * 2

@@ -110,6 +110,10 @@ class FitKind(JobKind):
             context["axes"] = list(axes(spec).values())
         return context
 
+    def job_functions(self, spec: dict[str, Any]) -> list[str]:
+        function = spec["model"].get("function")
+        return [function] if function else []
+
     @staticmethod
     def functions_of(payload: dict[str, Any]) -> list[str]:
         function = payload["problem"]["model"].get("function")
