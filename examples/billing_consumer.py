@@ -88,7 +88,9 @@ class Bill:
         elif kind in ("unit.lease_expired", "unit.failed"):
             unit = self.units.get(event["unit_id"])
             if unit and unit.status == "leased" and unit.holder == event["worker_id"]:
-                unit.status = "queued" if kind == "unit.lease_expired" else "failed"
+                # a failed attempt with `retry` is queued again, like a lost lease
+                retried = kind == "unit.lease_expired" or event.get("retry", False)
+                unit.status = "queued" if retried else "failed"
                 unit.holder = None
         elif kind == "unit.completed":
             unit = self.units.get(event["unit_id"])

@@ -62,6 +62,9 @@ class WorkerAgent:
         self._running: dict[str, Child] = {}  # unit id -> the child running it now
         self._stopped: set[str] = set()  # units the server said to stop
         self._idle: list[Child] = []
+        # A child started ahead (its imports done): a stopped unit's child is replaced at
+        # once, so the next unit does not wait for a new process to import numpy and scipy.
+        self._spare: asyncio.Task[Child] | None = None
         self._outage_since: float | None = None
         self._outage_told = 0.0
         headers = {"Authorization": f"Bearer {options.token}"} if options.token else {}
@@ -167,6 +170,7 @@ class WorkerAgent:
         self._idle = list(
             await asyncio.gather(*(Child().start() for _ in range(self.options.cpus)))
         )
+        self._spare = asyncio.create_task(Child().start())
         try:
             registering = asyncio.create_task(self.register())
             stopping = asyncio.create_task(stop.wait())
@@ -219,6 +223,11 @@ class WorkerAgent:
         back by leaving), so the children are killed rather than waited for."""
         children = [*self._idle, *self._running.values()]
         self._idle = []
+        if self._spare is not None:
+            spare, self._spare = self._spare, None
+            spare.cancel()
+            with contextlib.suppress(BaseException):
+                children.append(await spare)
         await asyncio.gather(*(child.close() for child in children))
 
     async def _leave(self) -> None:
@@ -286,7 +295,7 @@ class WorkerAgent:
             except (TimeoutError, ChildLost) as err:
                 code = child.proc.returncode if child.proc is not None else None
                 await child.close()
-                child = await Child().start()
+                child = await self._fresh_child()
                 if unit_id in self._stopped:
                     log.warning("stopped unit %s: the server no longer leases it here", unit_id)
                     continue
@@ -303,6 +312,11 @@ class WorkerAgent:
             finally:
                 self._running.pop(unit_id, None)
         return reports, child
+
+    async def _fresh_child(self) -> Child:
+        """The spare child, and a new spare started behind it."""
+        spare, self._spare = self._spare, asyncio.create_task(Child().start())
+        return await spare if spare is not None else await Child().start()
 
     def _stop(self, unit_ids: list[str]) -> None:
         """Stop these units now: kill the children running them; skip those not begun."""
