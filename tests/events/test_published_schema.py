@@ -17,10 +17,7 @@ import pytest
 from park.domain import Priority
 from park.events.published import event_models, event_types, events_json_schema
 from park.events.schema import JobSubmitted, UnitCompleted, WorkRequested, event_to_json
-from park.events.sqlite import SqliteEventLog
 from park.events.upcasting import upcast
-from park.scheduler.config import PolicyConfig
-from park.service.engine import ParkService, ServiceConfig
 from tests.events.contract_schema import check_event, record_validator, validator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,22 +107,3 @@ def test_a_log_recorded_by_an_older_park_meets_the_contract(recorded: Path) -> N
     assert {"job.submitted", "unit.granted", "unit.completed", "job.completed"} <= {
         d["type"] for d in documents
     }
-
-
-@pytest.mark.anyio
-async def test_a_configured_policy_is_a_published_document(tmp_path: Path) -> None:
-    """`policy.configured` is written only by a service whose policy differs from the
-    defaults (no `park serve` flag changes it yet), so the real run of
-    tests/integration/test_event_contract.py never writes one: a real service does here,
-    and the stored document is validated."""
-    config = ServiceConfig(policy=PolicyConfig(half_life=3600.0, reserve_seconds=2.0))
-    service = ParkService(SqliteEventLog(tmp_path / "events.sqlite3"), config=config)
-    await service.start()
-    await service.stop()
-    await service.log.close()
-    with sqlite3.connect(tmp_path / "events.sqlite3") as db:
-        bodies = [body for (body,) in db.execute("SELECT body FROM events ORDER BY offset")]
-    documents = [json.loads(body) for body in bodies]
-    assert [d["type"] for d in documents] == ["policy.configured"]
-    check_event(documents[0])
-    assert documents[0]["config"]["half_life"] == 3600.0

@@ -2,12 +2,12 @@
 consumer that is not park can bill from it.
 
 One real run on a Kafka topic (Tansu here): `park serve --log kafka://...` and a `park
-worker` subprocess, driven over HTTP through a history that writes every event type —
-budgets, paid and free jobs, a priority and a tag change, a unit that fails, a heartbeat,
-a worker that leaves holding a lease, a cancel. Then every event is read three ways (`GET
-/v1/events`, `GET /v1/events/stream`, the topic itself), the three must agree, and each is
-validated with `jsonschema`; and examples/billing_consumer.py, run on the topic, must
-find the totals `park ledger` shows.
+worker` subprocess, driven over HTTP through a history that writes every event type it
+can — a configured policy, budgets, paid and free jobs, a priority and a tag change, a
+unit that fails, a heartbeat, a worker that leaves holding a lease, a cancel. Then every
+event is read three ways (`GET /v1/events`, `GET /v1/events/stream`, the topic itself),
+the three must agree, and each is validated with `jsonschema`; and
+examples/billing_consumer.py, run on the topic, must find the totals `park ledger` shows.
 """
 
 from __future__ import annotations
@@ -44,9 +44,6 @@ SLEEP = "park.builtins:sleep"
 # (tests/conftest.py), so those documents are validated there. A new event type goes here
 # only when this run truly cannot write it; otherwise extend `workload` so that it does.
 WRITTEN_ELSEWHERE: dict[str, str] = {
-    # written only when the policy differs from the defaults; no `park serve` flag sets it
-    "policy.configured": "tests/events/test_published_schema.py::"
-    "test_a_configured_policy_is_a_published_document",
     # need a real Slurm
     "pilot.submitted": "tests/batch/test_private_pilots.py::"
     "test_a_job_runs_on_its_own_pilot_which_is_gone_afterwards",
@@ -111,7 +108,8 @@ def kafka_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) ->
     topic = unique_topic("park-contract")
     server = ParkServer(
         data_dir=work / "park-data", port=free_port(), workers=0, lease_seconds=3.0,
-        extra_args=["--log", kafka_url(kafka_bootstrap, topic)],
+        # a policy other than the defaults, so the log records it (policy.configured)
+        extra_args=["--log", kafka_url(kafka_bootstrap, topic), "--hot-jobs", "5000"],
     )  # fmt: skip
     workers: list[subprocess.Popen[bytes]] = []
 
