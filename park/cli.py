@@ -199,11 +199,18 @@ def cmd_submit(args: argparse.Namespace) -> int:
         old = old if isinstance(old, dict) else {}
         kept = {k: v for k, v in old.items() if k in ("format", "columns")}
         spec["data"] = {"text": _read_file(args.data, "--data"), **kept}
-    tags = {"user": usertag()}
+    from park.client.api import default_tags
+
+    tags = default_tags(args.server.rstrip("/"))
     for tag in args.tag:
-        key, _, value = tag.partition("=")
+        key, sep, value = tag.partition("=")
+        if not key or not sep:
+            raise UsageError(f"--tag {tag!r}: expected KEY=VALUE")
         tags[key] = value
-    body = {"kind": args.kind, "spec": spec, "priority": args.priority, "tags": tags}
+    body: dict[str, Any] = {"kind": args.kind, "spec": spec, "priority": args.priority}
+    body["tags"] = tags
+    if args.name:
+        body["name"] = args.name
     if args.pilot:
         from park.scheduler.pilots import PilotSpecError, pilot_request_from_text
 
@@ -241,11 +248,12 @@ def _notify_arg(args: argparse.Namespace) -> str | dict[str, object] | None:
 
 
 def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
-    table = Table("id", "user", "kind", "status", "priority", "progress", "submitted")
+    table = Table("id", "name", "user", "kind", "status", "priority", "progress", "submitted")
     for job in jobs:
         p = job["progress"]
         table.add_row(
             job["id"],
+            job.get("name") or "",
             job["user"],
             job["kind"],
             job["status"],
@@ -294,17 +302,29 @@ def _watch_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    _show(args, args.job_id)
+    return 0
+
+
+def _show(args: argparse.Namespace, job_id: str) -> None:
+    """A human summary (a fit report for fits), or with --json the raw job and result."""
+    from park.client.summary import job_summary
+
     client = _client(args)
-    job = client.get(f"/v1/jobs/{args.job_id}")
+    job = client.get(f"/v1/jobs/{job_id}")
     if job["status"] in FINAL and job.get("spec") is not None:
-        job["result"] = client.get(f"/v1/jobs/{args.job_id}/result")["result"]
+        job["result"] = client.get(f"/v1/jobs/{job_id}/result")["result"]
     if job.get("notify") is not None:
-        notices = client.get(f"/v1/jobs/{args.job_id}/notifications")
+        notices = client.get(f"/v1/jobs/{job_id}/notifications")
         job["notifications"] = notices["notifications"]
         if notices.get("mail_note"):
             job["mail_note"] = notices["mail_note"]
-    print(json.dumps(job, indent=2))
-    return 0
+    if getattr(args, "json", False):
+        print(json.dumps(job, indent=2))
+        return
+    print(job_summary(job, job.get("result")))
+    if job.get("notifications"):
+        print(f"  notifications: {len(job['notifications'])} (park notify list)")
 
 
 def cmd_notify(args: argparse.Namespace) -> int:
@@ -339,6 +359,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
 def _wait(args: argparse.Namespace, job_id: str, *, progress: bool) -> int:
     """Exit 0 when the job completes, 1 when it fails or is cancelled, 3 on timeout."""
     job = Job(job_id, RemoteService(args.server, args.token))
+    code = 0
     try:
         job.wait(timeout=getattr(args, "timeout", None), progress=progress)
     except TimeoutError as err:
@@ -346,8 +367,10 @@ def _wait(args: argparse.Namespace, job_id: str, *, progress: bool) -> int:
         return 3
     except (JobFailed, JobCancelled) as err:
         console.print(f"[red]{err}[/red]")
-        return 1
-    return 0
+        code = 1
+    if not getattr(args, "quiet", False):
+        _show(args, job_id)
+    return code
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
@@ -549,7 +572,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--priority", default="free", choices=["free", "low", "normal", "high", "urgent"]
     )
-    p.add_argument("--tag", action="append", default=[], help="KEY=VALUE (repeatable)")
+    p.add_argument("--name", help="a name for the job (kept as the tag name)")
+    p.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        help="KEY=VALUE (repeatable); user, service and submitted are set for you",
+    )
     p.add_argument(
         "--notify",
         nargs="?",
@@ -564,7 +593,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="digest (default: one mail a day), each (one mail per job), never",
     )
     p.add_argument("--webhook", help="URL to POST the job's end to (JSON, HMAC-signed)")
-    p.add_argument("--wait", action="store_true", help="wait for it, with a progress bar")
+    p.add_argument(
+        "--wait", action="store_true", help="wait for it (progress bar), then print a summary"
+    )
+    p.add_argument("--json", action="store_true", help="with --wait: the raw job and result")
     p.add_argument(
         "--data", help="kind fit: a CSV or whitespace-column file (x, y[, dy]) for spec.data"
     )
@@ -591,13 +623,16 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         _server_args(p)
         p.add_argument("job_id")
+        if name == "show":
+            p.add_argument("--json", action="store_true", help="the raw job and result")
         p.set_defaults(func=func)
 
     p = sub.add_parser("wait", help="wait for a job to finish, with a progress bar")
     _server_args(p)
     p.add_argument("job_id")
-    p.add_argument("--timeout", type=float)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--timeout", type=float, help="give up after this many seconds (exit 3)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    p.add_argument("--json", action="store_true", help="the raw job and result at the end")
     p.set_defaults(func=cmd_wait)
 
     p = sub.add_parser("explain", help="why a job waits: reasons, rank, share, start")

@@ -223,6 +223,8 @@ def create_app(
         body: SubmitJob, request: Request, who: Caller = Depends(caller)
     ) -> dict[str, Any]:
         tags = dict(body.tags)
+        if body.name is not None:
+            tags["name"] = body.name
         if who.authenticated:
             user = who.user or "anonymous"
         else:

@@ -35,6 +35,9 @@ class SubmitJob(RequestBody):
     spec: dict[str, FiniteJson]
     priority: Priority = Priority.FREE
     tags: dict[str, str] = Field(default_factory=dict)
+    name: str | None = Field(
+        default=None, min_length=1, max_length=200, description="kept as the tag `name`"
+    )
     resources: dict[str, FiniteJson] | None = Field(
         default=None, description='e.g. {"pilot": {"nodes": 2, "walltime": "1:00:00"}}'
     )

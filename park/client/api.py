@@ -36,6 +36,15 @@ def remote(url: str, token: str | None = None) -> Iterator[RemoteService]:
         service.close()
 
 
+def default_tags(service_name: str) -> dict[str, str]:
+    """What every job is tagged with, from Python and from the command line alike."""
+    return {
+        "user": usertag(),
+        "service": service_name,
+        "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
 def submit(
     kind: str,
     spec: dict[str, Any],
@@ -43,18 +52,17 @@ def submit(
     tags: dict[str, str] | None = None,
     notify: str | bool | dict[str, Any] | None = None,
     service: RemoteService | None = None,
+    name: str | None = None,
 ) -> Job:
-    """Submit a job; it is tagged with the user, the service and the submit time.
+    """Submit a job; it is tagged with the user, the service and the submit time (the
+    same default tags as `park submit`), and `name` (shown in listings and the web page).
     `notify`: an address (a daily digest of finished jobs), True (the address in
     PARKMAIL), or {"email", "when": "digest"|"each"|"never", "webhook"}."""
     service = service or default_service()
-    all_tags = {
-        "user": usertag(),
-        "service": service.name,
-        "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        **(tags or {}),
-    }
+    all_tags = {**default_tags(service.name), **(tags or {})}
     body: dict[str, Any] = {"kind": kind, "spec": spec, "priority": priority, "tags": all_tags}
+    if name is not None:
+        body["name"] = name
     request = notify_request(notify)
     if request is not None:
         body["notify"] = request

@@ -25,6 +25,7 @@ def job_json(job: JobView, *, private: bool = True) -> dict[str, Any]:
         "status": job.status.value,
         "priority": job.priority.value,
         "tags": job.tags,
+        "name": job.tags.get("name"),
         "submitted_at": job.submitted_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,

@@ -172,6 +172,14 @@ class Problem:
         best.nfev, best.njev = nfev, njev
         return best
 
+    def rsquared(self, values: Vector) -> float | None:
+        """1 - RSS/TSS on the data as given (unweighted), as lmfit reports it."""
+        with np.errstate(all="ignore"):
+            fitted = np.asarray(self.model(values), dtype=float)
+            rss = float(np.sum((self.y - fitted) ** 2))
+            tss = float(np.sum((self.y - self.y.mean()) ** 2))
+        return finite_or_none(1.0 - rss / tss) if tss > 0 else None
+
     def statistics(self, values: Vector, scale_covar: bool | None) -> dict[str, Any]:
         """Covariance from the Jacobian at the optimum: (J^T J)^-1, times chi^2/dof when
         the data have no dy (or when asked). Columns are scaled before the SVD so that
@@ -188,6 +196,8 @@ class Problem:
             "dof": dof,
             "covariance": None,
             "stderr": None,
+            "covariance_scaled": bool(scale),
+            "rsquared": self.rsquared(p),
             "warning": None,
         }
         try:

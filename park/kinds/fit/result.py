@@ -19,6 +19,24 @@ def correlation(cov: list[list[float]]) -> list[list[float]]:
     ]
 
 
+SCALED = "scaled by the reduced chi-square (lmfit scale_covar=True); stderr_unscaled has the other"
+UNSCALED = (
+    "not scaled: (J^T J)^-1 with residuals weighted by 1/dy (lmfit scale_covar=False); "
+    "stderr_scaled has the other"
+)
+
+
+def information_criteria(chisq: float | None, ndata: int, nvarys: int) -> dict[str, Any]:
+    """AIC and BIC as lmfit defines them: n ln(chi^2/n) + 2k, and + ln(n) k."""
+    if chisq is None or chisq <= 0 or ndata <= 0:
+        return {"aic": None, "bic": None}
+    neg2_log_likelihood = ndata * math.log(chisq / ndata)
+    return {
+        "aic": neg2_log_likelihood + 2 * nvarys,
+        "bic": neg2_log_likelihood + math.log(ndata) * nvarys,
+    }
+
+
 def assemble(
     spec: dict[str, Any],
     stats: dict[str, Any],
@@ -32,16 +50,29 @@ def assemble(
     free = [n for n, p in params.items() if not p["fixed"]]
     values = dict(zip(free, stats["x"], strict=True))
     stderr = dict(zip(free, stats["stderr"], strict=True)) if stats["stderr"] else {}
+    redchi = stats["redchi"]
+    scaled = stats.get("covariance_scaled")
+    if scaled is None:  # a worker from before the flag: the rule it followed
+        asked = spec.get("options", {}).get("scale_covar")
+        scaled = spec["data"].get("dy") is None if asked is None else bool(asked)
+    factor = math.sqrt(redchi) if redchi is not None and redchi > 0 else None
     parameters: dict[str, dict[str, Any]] = {}
     for name, p in params.items():
         if p["fixed"]:
             parameters[name] = {"value": p["value"], "stderr": 0.0, "fixed": True}
-        else:
-            parameters[name] = {
-                "value": values[name],
-                "stderr": stderr.get(name),
-                "fixed": False,
-            }
+            continue
+        err = stderr.get(name)
+        other = None
+        if err is not None and factor is not None:
+            other = err / factor if scaled else err * factor
+        parameters[name] = {
+            "value": values[name],
+            "stderr": err,
+            "stderr_scaled": err if scaled else other,
+            "stderr_unscaled": other if scaled else err,
+            "init": p["value"],
+            "fixed": False,
+        }
     cov = stats["covariance"]
     result: dict[str, Any] = {
         "method": spec["method"],
@@ -50,6 +81,10 @@ def assemble(
         "redchi": stats["redchi"],
         "dof": stats["dof"],
         "ndata": len(spec["data"]["x"]),
+        "nvarys": len(free),
+        **information_criteria(stats["chisq"], len(spec["data"]["x"]), len(free)),
+        "rsquared": stats.get("rsquared"),
+        "covariance_scaling": SCALED if scaled else UNSCALED,
         "nfev": nfev,
         "njev": njev,
         "covariance": {"names": free, "matrix": cov} if cov is not None else None,
