@@ -25,7 +25,6 @@ def job_json(job: JobView, *, private: bool = True) -> dict[str, Any]:
         "status": job.status.value,
         "priority": job.priority.value,
         "tags": job.tags,
-        "name": job.tags.get("name"),
         "submitted_at": job.submitted_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
@@ -33,6 +32,8 @@ def job_json(job: JobView, *, private: bool = True) -> dict[str, Any]:
         "max_attempts": job.max_attempts,
         "max_unit_seconds": job.max_unit_seconds,
     }
+    if "name" in job.tags:  # the job's name, kept as a tag
+        view["name"] = job.tags["name"]
     if not job.active:  # its units are dropped: what they did, in sum
         view["units_summary"] = units_summary(job)
     if private:
