@@ -5,6 +5,8 @@ the machine is busy with other work and resumes it when the load falls."""
 from __future__ import annotations
 
 import math
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from park.worker.desktop import runnable_processes
-from tests.integration.helpers import events_of, get_job, submit_map, wait_final
+from tests.integration.helpers import events_of, get_job, submit_map, wait_final, workers
 from tests.support import ParkServer, free_port, wait_for
 
 
@@ -82,3 +84,37 @@ def test_max_load_pauses_while_others_load_the_machine_and_resumes(
             proc.wait()
     assert wait_final(http, job["id"], timeout=90)["status"] == "complete"
     assert "taking work again" in log.read_text()
+
+
+def test_a_desktop_that_slept_lets_its_lease_go_and_rejoins(
+    tmp_path: Path,
+    start_worker,  # type: ignore[no-untyped-def]
+) -> None:
+    server = ParkServer(data_dir=tmp_path / "data", port=free_port(), lease_seconds=2.0)
+    server.start(timeout=90)
+    try:
+        http = httpx.Client(base_url=server.url, headers={"X-Park-User": "ann"}, timeout=10.0)
+        desktop = start_worker(server, 1, "--own-first", "--owner", "ann", "--name", "desk")
+        first = submit_map(http, "park.builtins:sleep", [4.0])
+        wait_for(lambda: [w for w in workers(http) if w["units_leased"]], timeout=60)
+        os.killpg(desktop.proc.pid, signal.SIGSTOP)  # the lid closes
+        try:
+            wait_for(lambda: events_of(admin_log(http), "unit.lease_expired"), timeout=30)
+            other = start_worker(server, 1, "--name", "other")
+            assert wait_final(http, first["id"], timeout=60)["status"] == "complete"
+            other.stop()
+        finally:
+            os.killpg(desktop.proc.pid, signal.SIGCONT)  # and opens again
+        second = submit_map(http, "park.builtins:sleep", [0.05, 0.05])
+        assert wait_final(http, second["id"], timeout=60)["status"] == "complete"
+        log = admin_log(http)
+        names = {e["worker_id"]: e["name"] for e in events_of(log, "worker.joined")}
+        done = events_of(log, "unit.completed")
+        assert [e["unit_id"] for e in done].count(f"{first['id']}/0") == 1  # once only
+        assert {names[e["worker_id"]] for e in done if e["job_id"] == second["id"]} == {"desk"}
+    finally:
+        server.stop()
+
+
+def admin_log(http: httpx.Client) -> list[dict[str, object]]:
+    return http.get("/v1/events", params={"limit": 10_000}).json()["events"]  # type: ignore[no-any-return]
