@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from park.domain import WorkerPolicy
 from park.errors import Conflict, InvalidRequest, NotFound
@@ -44,31 +52,29 @@ def format_walltime(seconds: int) -> str:
     return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def _known_scheduler(value: str) -> str:
+    if value not in SCHEDULERS:
+        raise ValueError(f"must be one of {', '.join(SCHEDULERS)}")
+    return value
+
+
+Scheduler = Annotated[str, AfterValidator(_known_scheduler)]
+Walltime = Annotated[int, BeforeValidator(parse_walltime)]
+
+
 class PilotRequest(BaseModel):
     """What a pilot asks of the batch queue. `walltime` in seconds (given as HH:MM:SS or
     seconds); `extra`: directives passed through as they are (`--mem=4G`, `-l mem=4gb`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    scheduler: str = "slurm"
+    scheduler: Scheduler = "slurm"
     nodes: int = Field(default=1, ge=1, le=10_000)
     cpus_per_node: int = Field(default=1, ge=1, le=4096)
-    walltime: int = 3600
+    walltime: Walltime = 3600
     queue: str | None = Field(default=None, max_length=200)
     account: str | None = Field(default=None, max_length=200)
     extra: list[str] = Field(default_factory=list)
-
-    @field_validator("scheduler")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        if value not in SCHEDULERS:
-            raise ValueError(f"must be one of {', '.join(SCHEDULERS)}")
-        return value
-
-    @field_validator("walltime", mode="before")
-    @classmethod
-    def _walltime(cls, value: Any) -> int:
-        return parse_walltime(value)
 
     @field_validator("extra", mode="before")
     @classmethod
@@ -245,29 +251,17 @@ class PoolConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    scheduler: str = "slurm"
+    scheduler: Scheduler = "slurm"
     max_nodes: int = Field(default=8, ge=1)
     max_pending: int = Field(default=2, ge=1)
     idle: float = Field(default=300.0, gt=0)
     target: float = Field(default=300.0, gt=0)
     nodes: int = Field(default=1, ge=1)
     cpus_per_node: int = Field(default=1, ge=1)
-    walltime: int = 3600
+    walltime: Walltime = 3600
     queue: str | None = None
     account: str | None = None
     unit_seconds: float = Field(default=60.0, gt=0)
-
-    @field_validator("walltime", mode="before")
-    @classmethod
-    def _walltime(cls, value: Any) -> int:
-        return parse_walltime(value)
-
-    @field_validator("scheduler")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        if value not in SCHEDULERS:
-            raise ValueError(f"must be one of {', '.join(SCHEDULERS)}")
-        return value
 
     @classmethod
     def from_text(cls, text: str) -> PoolConfig:
