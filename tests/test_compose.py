@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from park.cli import build_parser
+from park.settings import ENV_PREFIX, SETTINGS_CLASSES
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -48,10 +49,42 @@ def test_each_command_parses_with_the_park_cli(name: str) -> None:
         assert PARK_SERVICES[name]["environment"]["PARK_LOG"].startswith("kafka://kafka:9092/")
 
 
+SETTINGS = {f"{ENV_PREFIX}{f.upper()}" for c in SETTINGS_CLASSES for f in c.model_fields}
+
+
 @pytest.mark.parametrize("name", sorted(PARK_SERVICES))
 def test_each_environment_variable_is_read_by_the_code(name: str) -> None:
     for variable in PARK_SERVICES[name].get("environment", {}):
-        assert re.search(rf"[\"']{variable}[\"']", SOURCE), f"{name}: nothing reads {variable}"
+        read = variable in SETTINGS or re.search(rf"[\"']{variable}[\"']", SOURCE)
+        assert read, f"{name}: nothing reads {variable}"
+
+
+def api_servers() -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in PARK_SERVICES.items() if s["command"][:2] == ["park", "serve"]}
+
+
+def test_api_servers_have_a_health_check_and_workers_wait_for_it() -> None:
+    for name, service in api_servers().items():
+        check = " ".join(service["healthcheck"]["test"])
+        assert "/healthz" in check and ":8080" in check, name
+        assert service["healthcheck"]["retries"] >= 3
+    workers = [s for s in PARK_SERVICES.values() if s["command"][:2] == ["park", "worker"]]
+    assert workers
+    for worker in workers:
+        waits_for = worker["depends_on"]
+        assert isinstance(waits_for, dict)
+        healthy = [n for n, c in waits_for.items() if c.get("condition") == "service_healthy"]
+        assert set(healthy) & set(api_servers()), worker["command"]
+
+
+def test_ports_are_published_on_loopback_unless_tokens_are_configured() -> None:
+    for name, service in SERVICES.items():
+        tokens = "--tokens" in service.get("command", []) or "PARK_TOKENS" in service.get(
+            "environment", {}
+        )
+        for port in service.get("ports", []):
+            if not tokens:
+                assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} to all"
 
 
 def test_api_servers_publish_distinct_ports_and_workers_point_at_them() -> None:
