@@ -1,7 +1,10 @@
 """`scan`: chi-squared on every point of a grid over the bounded free parameters.
 
-Units carry only the axes and a range of flat grid indices, so a million-point scan is a
-few small payloads. When the surface is complete the best grid point is polished with
+Units carry only a range of flat grid indices, so a million-point scan is a few small
+payloads, and they are planned lazily: at most `WINDOW` grid units are planned and not yet
+done, more as those complete, so the unit table and the log's plans grow with the units
+in flight, not with the grid (the surface itself is kept as 8 bytes per point).
+When the surface is complete the best grid point is polished with
 local least squares (or, with `polish: false`, only its statistics are computed), and the
 result carries the whole surface.
 """
@@ -9,6 +12,7 @@ result carries the whole surface.
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,11 +22,14 @@ from park.kinds.base import Finished
 from park.kinds.fit.local import LocalResults, local_payloads
 from park.kinds.fit.result import assemble
 
+# Grid units planned ahead of those done.
+WINDOW = 64
+
 
 @dataclass(slots=True)
 class ScanState:
     total: int
-    chisq: list[float] = field(default_factory=list)  # inf where failed or not yet known
+    chisq: array[float] = field(default_factory=lambda: array("d"))  # inf: failed, or unknown
     planned: int = 0
     done: int = 0
     best_chisq: float = math.inf
@@ -42,7 +49,7 @@ def axes(spec: dict[str, Any]) -> dict[str, list[float]]:
 
 def start(spec: dict[str, Any]) -> ScanState:
     total = math.prod(spec["options"]["points"].values())
-    return ScanState(total=total, chisq=[math.inf] * total)
+    return ScanState(total=total, chisq=array("d", [math.inf]) * total)
 
 
 def _grid_point(spec: dict[str, Any], index: int) -> list[float]:
@@ -57,15 +64,16 @@ def best_index(state: ScanState) -> int:
 
 
 def next_units(spec: dict[str, Any], state: ScanState) -> list[dict[str, Any]]:
-    if state.planned == 0:
+    if state.planned < state.total:
         per_unit = spec["options"]["per_unit"]
+        in_flight = -(-(state.planned - state.done) // per_unit)
+        room = WINDOW - in_flight
+        if room <= 0:
+            return []
+        until = min(state.total, state.planned + room * per_unit)
         return [
-            {
-                "task": "grid",
-                "start": i,
-                "stop": min(i + per_unit, state.total),
-            }
-            for i in range(0, state.total, per_unit)
+            {"task": "grid", "start": i, "stop": min(i + per_unit, state.total)}
+            for i in range(state.planned, until, per_unit)
         ]
     if state.done < state.total or state.polish.planned:
         return []
