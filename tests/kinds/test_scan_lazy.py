@@ -38,8 +38,8 @@ def test_a_two_million_point_scan_plans_only_a_window_of_units() -> None:
     for unit in first.units[:3]:
         width = unit.payload["stop"] - unit.payload["start"]
         done = UnitCompleted(
-            at=4.0, unit_id=unit.unit_id, job_id="s", worker_id="w", result={"chisq": [1.0] * width},
-            cpu_seconds=0.0, charged=0.0,
+            at=4.0, unit_id=unit.unit_id, job_id="s", worker_id="w",
+            result={"chisq": [1.0] * width}, cpu_seconds=0.0, charged=0.0,
         )  # fmt: skip
         state.units[unit.unit_id].holders.append("w")  # as if granted to w
         state.apply(state.offset + 1, done)
