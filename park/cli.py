@@ -268,12 +268,17 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if args.watch:
         return _watch_jobs(args)
     answer = _client(args).get(
-        "/v1/jobs", status=args.status or None, user=args.user, tag=args.tag or None
-    )
+        "/v1/jobs", status=args.status or None, user=args.user, tag=args.tag or None,
+        kind=args.kind or None, since=args.since, until=args.until, before=args.before,
+        limit=args.limit,
+    )  # fmt: skip
     if args.json:
         print(json.dumps(answer, indent=2))
     else:
-        console.print(_jobs_table(answer["jobs"]))
+        table = _jobs_table(answer["jobs"])
+        if answer.get("next") is not None:  # archived jobs go back further: page on
+            table.caption = f"older: park jobs --before {answer['next']} (same filters)"
+        console.print(table)
     return 0
 
 
@@ -612,6 +617,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", action="append", default=[])
     p.add_argument("--user")
     p.add_argument("--tag", action="append", default=[])
+    p.add_argument("--kind", action="append", default=[])
+    p.add_argument("--since", help="submitted at or after (ISO date/time, or epoch seconds)")
+    p.add_argument("--until", help="submitted before (ISO date/time, or epoch seconds)")
+    p.add_argument("--limit", type=int, default=100, help="jobs per page (default 100)")
+    p.add_argument("--before", type=int, help="the page after this cursor (shown under a page)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--watch", action="store_true", help="a live table of the active jobs")
     p.set_defaults(func=cmd_jobs)

@@ -275,4 +275,44 @@ def ledger_svg(users: dict[str, dict[str, Any]]) -> bytes:
     return _render(_draw_ledger, users)
 
 
-__all__ = ["NoPlot", "fit_svg", "ledger_svg", "map_svg"]
+def _draw_days(days: list[dict[str, Any]]) -> Figure:
+    import numpy as np
+
+    figure = _figure(8.0, 3.6)
+    ax = figure.subplots()
+    if not days:
+        ax.text(0.5, 0.5, "no usage in these days", ha="center", va="center",
+                transform=ax.transAxes)  # fmt: skip
+        ax.set_axis_off()
+        return figure
+    dates = sorted({d["day"] for d in days})
+    users = sorted({d["user"] for d in days})
+    where = {day: i for i, day in enumerate(dates)}
+    bottom = np.zeros(len(dates))
+    for user in users[:12]:  # the rest in one bar: a legend of hundreds says nothing
+        values = np.zeros(len(dates))
+        for d in days:
+            if d["user"] == user:
+                values[where[d["day"]]] += float(d["core_seconds"])
+        ax.bar(range(len(dates)), values, bottom=bottom, label=user)
+        bottom += values
+    rest = np.zeros(len(dates))
+    for d in days:
+        if d["user"] not in users[:12]:
+            rest[where[d["day"]]] += float(d["core_seconds"])
+    if rest.any():
+        ax.bar(range(len(dates)), rest, bottom=bottom, label="others", color="C7")
+    step = max(1, len(dates) // 10)
+    ax.set_xticks(range(0, len(dates), step), dates[::step], rotation=30, ha="right")
+    ax.set_ylabel("core seconds")
+    ax.set_title("work done per day (UTC)")
+    ax.legend(fontsize=8, loc="upper left")
+    return figure
+
+
+def days_svg(days: list[dict[str, Any]]) -> bytes:
+    """Core seconds of completed units per day, stacked by user."""
+    return _render(_draw_days, days)
+
+
+__all__ = ["NoPlot", "days_svg", "fit_svg", "ledger_svg", "map_svg"]

@@ -18,14 +18,15 @@ from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from park.api.auth import Caller, TokenTable, caller_dependency
-from park.api.plots import NoPlot, fit_svg, ledger_svg, map_svg
+from park.api.history import day_range, days_json
+from park.api.plots import NoPlot, days_svg, fit_svg, ledger_svg, map_svg
 from park.api.schemas import ledger_json
 from park.domain import JobStatus
 from park.errors import Conflict, NotFound
 from park.projections.archive import units_summary
 from park.projections.state import JobView, UnitView
 from park.service.engine import ParkService
-from park.service.history import find_job
+from park.service.history import find_job, usage_by_day
 
 STATIC = Path(__file__).parent / "static"
 SVG = "image/svg+xml"
@@ -137,6 +138,20 @@ def web_router(service: ParkService, tokens: TokenTable | None = None) -> APIRou
         """Charged credit and decayed usage per user, as a bar chart."""
         users = ledger_json(service.state, service.clock())["users"]
         svg = await run_in_threadpool(ledger_svg, users)
+        return Response(svg, media_type=SVG, headers={"Cache-Control": "no-store"})
+
+    @router.get(
+        "/v1/ledger/days.svg", response_class=Response, responses={200: {"content": {SVG: {}}}}
+    )
+    async def ledger_days_plot(
+        first: str | None = Query(default=None, alias="from", description="first day (ISO)"),
+        last: str | None = Query(default=None, alias="to", description="last day (ISO)"),
+        _: Caller = Depends(caller),
+    ) -> Response:
+        """Work done per day, stacked by user (the last 30 days unless `from`/`to`)."""
+        start, end = day_range(first, last, service.clock())
+        days = days_json(usage_by_day(service.state, service.archive, start, end))
+        svg = await run_in_threadpool(days_svg, days)
         return Response(svg, media_type=SVG, headers={"Cache-Control": "no-store"})
 
     return router

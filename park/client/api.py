@@ -103,10 +103,24 @@ def jobs(
     status: str | list[str] | None = None,
     tags: dict[str, str] | list[str] | None = None,
     service: RemoteService | None = None,
+    *,
+    user: str | None = None,
+    kind: str | None = None,
+    since: str | float | None = None,
+    until: str | float | None = None,
+    limit: int | None = 1000,
 ) -> list[Job]:
     """Jobs of the service, newest first, filtered by status and tags (`{"name": "scan"}`
-    or `["name=scan", "urgent"]`)."""
+    or `["name=scan", "urgent"]`), user, kind and submission time (`since`/`until`: ISO
+    dates or epoch seconds); archived jobs too, up to `limit` (None: every one)."""
     service = service or default_service()
     statuses = [status] if isinstance(status, str) else status
     tag_filters = [f"{k}={v}" for k, v in tags.items()] if isinstance(tags, dict) else tags
-    return [Job(j["id"], service) for j in service.list_jobs(status=statuses, tags=tag_filters)]
+    filters = {"user": user, "kind": kind, "since": since, "until": until}
+    found = service.list_jobs(
+        status=statuses,
+        tags=tag_filters,
+        limit=limit,
+        **{k: v for k, v in filters.items() if v is not None},
+    )
+    return [Job(j["id"], service) for j in found]

@@ -42,10 +42,28 @@ class RemoteService:
         return dict(self.http.get(f"/v1/jobs/{job_id}/explain"))
 
     def list_jobs(
-        self, *, status: list[str] | None = None, tags: list[str] | None = None
+        self,
+        *,
+        status: list[str] | None = None,
+        tags: list[str] | None = None,
+        limit: int | None = 1000,
+        **filters: Any,
     ) -> list[dict[str, Any]]:
-        answer = self.http.get("/v1/jobs", status=status or None, tag=tags or None)
-        return list(answer["jobs"])
+        """Jobs newest first, in memory or archived, page by page up to `limit` (None: all);
+        `filters`: user, kind, since, until."""
+        found: list[dict[str, Any]] = []
+        before = None
+        while limit is None or len(found) < limit:
+            page = 1000 if limit is None else min(1000, limit - len(found))
+            answer = self.http.get(
+                "/v1/jobs", status=status or None, tag=tags or None, limit=page, before=before,
+                **filters,
+            )  # fmt: skip
+            found += answer["jobs"]
+            before = answer.get("next")
+            if before is None:
+                break
+        return found
 
     def close(self) -> None:
         if self._http is not None:

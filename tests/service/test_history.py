@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from park.api.app import create_app
+from park.commands import UnitReport
 from park.events.schema import Event, JobCompleted, JobSubmitted, PolicyConfigured
 from park.events.sqlite import SqliteEventLog
 from park.projections.archive import DAY, JobQuery
@@ -149,3 +150,38 @@ async def test_restart_and_full_replay_put_every_job_in_the_same_place(tmp_path:
     job = replayed.job(ids[0])  # archived, with everything a client sees
     assert (job.status.value, job.result, job.tags["batch"]) == ("complete", [0], "0")
     await replayed.stop()
+
+
+async def test_usage_per_day_is_served_and_plotted(tmp_path: Path) -> None:
+    now = [1_000_000.0]  # 11.57 days after the epoch
+    service = service_in(tmp_path, config(hot_jobs=10), clock=lambda: now[0])
+    await service.start()
+    try:
+        worker = await service.register_worker(name="w", cpus=1)
+        for day, user in ((0, "ann"), (0, "bob"), (1, "ann"), (2, "ann")):
+            now[0] = 1_000_000.0 + day * DAY
+            await service.submit(user=user, kind="map", spec=SLEEP)
+            while leased := await service.lease(worker, 2):
+                reports = [UnitReport(u.unit.id, True, [0.0], None, 1.5, 0.01) for u in leased]
+                await service.report(worker, reports)
+        transport = httpx.ASGITransport(app=create_app(service))
+        async with httpx.AsyncClient(transport=transport, base_url="http://park") as http:
+            answer = await http.get("/v1/ledger", params={"from": 1_000_000.0, "to": now[0]})
+            days = [
+                (d["day"], d["user"], d["units"], d["core_seconds"]) for d in answer.json()["days"]
+            ]
+            assert days == [
+                ("1970-01-12", "ann", 2, 3.0),
+                ("1970-01-12", "bob", 2, 3.0),
+                ("1970-01-13", "ann", 2, 3.0),
+                ("1970-01-14", "ann", 2, 3.0),  # today's, from memory
+            ]
+            assert service.archive.days(0, 10**6)  # the closed days are in the archive
+            one = await http.get("/v1/ledger", params={"from": "1970-01-13", "to": "1970-01-13"})
+            assert [d["day"] for d in one.json()["days"]] == ["1970-01-13"]
+            plot = await http.get("/v1/ledger/days.svg", params={"from": "1970-01-10"})
+            assert plot.status_code == 200 and b"<svg" in plot.content
+            bad = await http.get("/v1/ledger", params={"from": "yesterday"})
+            assert bad.status_code in (400, 422) and "from" in bad.json()["error"]["message"]
+    finally:
+        await service.stop()

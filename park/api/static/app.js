@@ -12,6 +12,7 @@
   const ACTIVE = new Set(["pending", "running"]);
   const PRIORITY_RANK = { free: 0, low: 1, normal: 2, high: 3, urgent: 4 };
   const FINISHED_KEPT = 200; // finished jobs the table remembers (newest first)
+  const FINISHED_PAGE = 100; // finished jobs asked for at a time (in memory or archived)
   const JOB_POLL_MS = 1000;
   const WORKERS_POLL_MS = 2000;
 
@@ -297,6 +298,9 @@
     sort: { key: "submitted_at", dir: -1 },
     rows: new Map(), // id -> { tr, cells } on screen
     users: "",
+    finishedKept: FINISHED_KEPT, // grows with each "Older jobs" page
+    finishedNext: null, // the listing's cursor for the next older page (null: no more)
+    finishedQuery: "", // the filters the finished jobs were listed with
   };
   let stream = null;
   let renderQueued = false;
@@ -326,7 +330,7 @@
   function remember(job) {
     table.finished.delete(job.id);
     table.finished.set(job.id, job);
-    while (table.finished.size > FINISHED_KEPT) {
+    while (table.finished.size > table.finishedKept) {
       table.finished.delete(table.finished.keys().next().value);
     }
   }
@@ -355,12 +359,36 @@
     scheduleRender();
   }
 
-  async function loadFinished() {
+  // Finished jobs come from GET /v1/jobs, which answers from memory and the archive
+  // alike, filtered by the toolbar's user and tag; "Older jobs" pages on with the cursor.
+  function finishedQuery() {
+    const { user, tag, status } = filters();
+    const params = new URLSearchParams();
+    const statuses = FINAL.has(status) ? [status] : [...FINAL];
+    for (const s of statuses) params.append("status", s);
+    if (user) params.set("user", user);
+    if (tag) params.append("tag", tag);
+    params.set("limit", String(FINISHED_PAGE));
+    return params;
+  }
+
+  async function loadFinished(older = false) {
+    const params = finishedQuery();
+    const query = params.toString();
+    if (older && table.finishedNext !== null) params.set("before", String(table.finishedNext));
     try {
-      const query = "status=complete&status=failed&status=cancelled&limit=100";
-      const listed = await getJSON(`/v1/jobs?${query}`);
-      for (const job of listed.jobs.slice().reverse()) {
-        if (!table.finished.has(job.id)) remember(job);
+      const listed = await getJSON(`/v1/jobs?${params}`);
+      if (!older || query !== table.finishedQuery) {
+        table.finished = new Map();
+        table.finishedKept = FINISHED_KEPT;
+      }
+      table.finishedQuery = query;
+      table.finishedNext = listed.next ?? null;
+      if (older) {
+        table.finishedKept += FINISHED_PAGE;
+        for (const job of listed.jobs) if (!table.finished.has(job.id)) table.finished.set(job.id, job);
+      } else {
+        for (const job of listed.jobs.slice().reverse()) if (!table.finished.has(job.id)) remember(job);
       }
       scheduleRender();
     } catch (err) {
@@ -368,14 +396,35 @@
     }
   }
 
+  let reloadTimer = null;
+  function filtersChanged() {
+    scheduleRender();
+    clearTimeout(reloadTimer);
+    reloadTimer = setTimeout(() => {
+      if (finishedQuery().toString() !== table.finishedQuery) loadFinished();
+    }, 300);
+  }
+
+  function tagMatches(job, tag) {
+    if (!tag) return true;
+    const [key, ...rest] = tag.split("=");
+    const tags = job.tags || {};
+    if (!(key in tags)) return false;
+    return rest.length === 0 || tags[key] === rest.join("=");
+  }
+
   // -- the jobs view ------------------------------------------------------------------
 
   function filters() {
-    return { user: $("#filter-user").value.trim(), status: $("#filter-status").value };
+    return {
+      user: $("#filter-user").value.trim(),
+      tag: $("#filter-tag").value.trim(),
+      status: $("#filter-status").value,
+    };
   }
 
   function visibleJobs() {
-    const { user, status } = filters();
+    const { user, tag, status } = filters();
     let jobs;
     if (status === "active") jobs = [...table.active.values()];
     else if (ACTIVE.has(status)) jobs = [...table.active.values()].filter((j) => j.status === status);
@@ -386,6 +435,7 @@
       for (const job of table.finished.values()) if (!table.active.has(job.id)) jobs.push(job);
     }
     if (user) jobs = jobs.filter((job) => job.user === user);
+    if (tag) jobs = jobs.filter((job) => tagMatches(job, tag));
     const { key, dir } = table.sort;
     const value = (job) => {
       if (key === "progress") return progressOf(job).fraction;
@@ -469,6 +519,7 @@
     }
     $("#jobs-empty").hidden = jobs.length > 0;
     const { status } = filters();
+    $("#jobs-more").hidden = status === "active" || ACTIVE.has(status) || table.finishedNext === null;
     $("#job-count").textContent =
       `${jobs.length} job(s) shown · ${table.active.size} active` +
       (table.offset === null ? "" : ` · log offset ${table.offset}`);
@@ -613,7 +664,12 @@
       note.textContent = `Showing ${answer.units.length} of ${answer.total} units.`;
       note.hidden = false;
     } else if (!answer.units.length && FINAL.has(answer.status)) {
-      note.textContent = "A finished job's units are not kept.";
+      const sum = answer.summary;
+      note.textContent = sum
+        ? `${sum.done} of ${sum.count} units done in ${sum.attempts} attempt(s) on ` +
+          `${Object.keys(sum.workers).length} worker(s), ${fmtNumber(sum.cpu_seconds, 4)} CPU seconds ` +
+          "(a finished job's units themselves are not kept)."
+        : "A finished job's units are not kept.";
       note.hidden = false;
     } else {
       note.hidden = true;
@@ -741,6 +797,7 @@
 
   async function showLedger() {
     loadPlot("/v1/ledger/plot.svg", $("#ledger-plot"), null);
+    loadPlot("/v1/ledger/days.svg", $("#ledger-days"), null);
     try {
       const ledger = await getJSON("/v1/ledger");
       const rows = Object.entries(ledger.users).map(([user, e]) =>
@@ -873,8 +930,10 @@
       if (!button) return;
       cancelJob(button.closest("tr").dataset.jobId, button);
     });
-    $("#filter-user").addEventListener("input", scheduleRender);
-    $("#filter-status").addEventListener("change", scheduleRender);
+    $("#filter-user").addEventListener("input", filtersChanged);
+    $("#filter-tag").addEventListener("input", filtersChanged);
+    $("#filter-status").addEventListener("change", filtersChanged);
+    $("#jobs-more").addEventListener("click", () => loadFinished(true));
     $("#job-cancel").addEventListener("click", (event) => {
       if (page.id !== null) cancelJob(page.id, event.currentTarget);
     });
