@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -34,7 +35,9 @@ from park.notify import plan, render
 from park.notify.plan import Delivery, DigestSchedule
 from park.notify.send import Mailer, SmtpSettings, WebhookSender
 from park.projections.notices import Notice
+from park.projections.state import ParkState
 from park.service.engine import ParkService
+from park.service.history import find_job
 
 log = logging.getLogger("park.notify")
 
@@ -177,8 +180,15 @@ class Notifier:
                 return
         await self.service.record(lambda state: [event])
 
-    async def _send(self, notice: Notice) -> None:
+    def _state_for(self, job_ids: list[str]) -> ParkState:
+        """The state with these jobs in it, from memory or the archive: a digest may name
+        jobs that have left memory since they ended."""
         state = self.service.state
+        jobs = {i: job for i in job_ids if (job := find_job(state, self.service.archive, i))}
+        return dataclasses.replace(state, jobs=jobs)
+
+    async def _send(self, notice: Notice) -> None:
+        state = self._state_for(notice.job_ids)
         if notice.channel == "email":
             assert self.mailer is not None
             message = render.email(
@@ -197,7 +207,7 @@ class Notifier:
         """When the message was due, from the log: the same on every attempt."""
         ends = [
             j.finished_at
-            for j in (self.service.state.jobs.get(i) for i in notice.job_ids)
+            for j in self._state_for(notice.job_ids).jobs.values()
             if j is not None and j.finished_at is not None
         ]
         return max([*ends, notice.slot or 0.0]) or self.clock()

@@ -16,7 +16,8 @@ from park.events.sqlite import SqliteEventLog
 from park.notify.notifier import Notifier, NotifySettings
 from park.notify.plan import DigestSchedule
 from park.notify.send import SmtpSettings
-from park.service.engine import ParkService
+from park.scheduler.config import PolicyConfig
+from park.service.engine import ParkService, ServiceConfig
 from tests.notify.receivers import Hooks, Mailbox, body_of
 
 pytestmark = pytest.mark.anyio
@@ -234,3 +235,27 @@ async def test_webhooks_post_signed_json_per_job_and_per_digest(
         expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
         assert headers["X-Park-Signature"] == expected
         assert headers["X-Park-Delivery"].startswith(("each/webhook/", "digest/webhook/"))
+
+
+async def test_a_digest_names_jobs_that_left_memory_since_they_ended(
+    tmp_path: Path, mailbox: Mailbox
+) -> None:
+    """With one finished job kept in memory, the older ones are archived before the
+    digest goes: it still names each of them, with its story."""
+    clock = Clock(T0)
+    config = ServiceConfig(policy=PolicyConfig(hot_finished_jobs=1))
+    service = ParkService(SqliteEventLog(tmp_path / "events.sqlite3"), clock=clock, config=config)
+    await service.start()
+    notifier = Notifier(service, settings(mailbox), clock=clock)
+    try:
+        jobs = [await submit(service, "alice@lab.example", f"a{i}") for i in range(3)]
+        for job_id in jobs:
+            await finish(service, job_id)
+        assert [j for j in jobs if j in service.state.jobs] == jobs[-1:]
+        clock.now = T0 + HOUR + 1
+        assert await notifier.tick() == 1
+        (alice,) = mailbox.to("alice@lab.example")
+        assert alice["Subject"] == "park: 3 jobs ended (3 complete)"
+        assert all(job_id in body_of(alice) for job_id in jobs)
+    finally:
+        await service.stop()
