@@ -76,7 +76,7 @@ def test_an_archived_job_is_found_by_id_user_tag_and_on_the_web_page(
     page.goto(f"{server.url}/#/jobs/{first}")
     expect(page.locator("#job-status")).to_have_text("complete")
     expect(page.locator("#units-note")).to_contain_text("2 of 2 units done")
-    expect(page.locator("#job-plot-img")).to_be_visible()
+    expect(page.locator("#job-plot-img")).to_be_visible(timeout=60_000)  # (matplotlib: slow here)
 
     page.goto(f"{server.url}/#/")
     page.select_option("#filter-status", "finished")
