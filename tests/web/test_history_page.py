@@ -70,7 +70,7 @@ def test_an_archived_job_is_found_by_id_user_tag_and_on_the_web_page(
         main(["show", first, "--server", server.url])
     assert exited.value.code == 0
     shown = capsys.readouterr().out
-    assert first in shown and '"complete"' in shown and "0.02" in shown
+    assert first in shown and "complete" in shown and "0.02" in shown
 
     page.set_extra_http_headers(ANN)
     page.goto(f"{server.url}/#/jobs/{first}")
