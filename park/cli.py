@@ -408,6 +408,9 @@ def _print_explanation(answer: dict[str, Any]) -> None:
             f"weight {answer['weight']:.3g}; share now {answer['current_share']:.1%}, "
             f"target {answer['target_share']:.1%}"
         )
+    if answer.get("expected_finish") is not None:
+        left = max(0.0, answer["expected_finish"] - time.time())
+        console.print(f"expected to finish in about {left:.0f} s")
     if answer.get("estimated_start") is not None:
         wait = max(0.0, answer["estimated_start"] - time.time())
         console.print(f"estimated start in {wait:.0f} s ({answer['grants_ahead']} grants ahead)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from park.domain import Priority, function_allowed
+from park.domain import Priority, WorkerPolicy, function_allowed
 from park.projections.pilots import pilot_reasons
 from park.projections.state import JobView, ParkState, queue_key
 from park.scheduler.policy import (
@@ -44,6 +44,9 @@ def explain(
         return answer
 
     reasons.extend(pilot_reasons(state.pilots, job.id))
+    if job.started_at is not None:
+        answer.update(running_progress(state, job, now))
+        reasons.append(answer["progress_text"])
     retried = [state.units[u] for u in job.unit_ids if u in state.units and state.units[u].failures]
     answer["failed_attempts"] = [
         {
@@ -87,6 +90,12 @@ def explain(
 
     workers = [w for w in state.workers.values() if w.active]
     able = [w for w in workers if may_serve(w, job)]
+    owners_only = sorted({w.owner or "?" for w in workers if w.policy is WorkerPolicy.OWN_ONLY})
+    if owners_only and not able:
+        reasons.append(
+            f"owner-only workers serve only their owners' jobs ({', '.join(owners_only)}), "
+            f"not {job.user}'s"
+        )
     if not workers:
         reasons.append("no worker is connected")
     elif not able and not any(allows_job(w, job) for w in workers):
@@ -131,11 +140,34 @@ def explain(
     for key in state.queue_index.islice(0, rank - 1):
         other = state.jobs[key[2]]
         ahead += max(1.0, (job.vpass - other.vpass) * weights[other.id])
-    if len(recent) >= 2 and recent[-1][1] > recent[0][1]:
-        rate = (len(recent) - 1) / (recent[-1][1] - recent[0][1])
+    # The pool's recent grant rate, in the share of its cpus that may run this job: an
+    # owner-only or single-job worker of someone else's never starts it.
+    all_cpus = sum(w.cpus for w in workers)
+    able_cpus = sum(w.cpus for w in able)
+    waiting = job.started_at is None
+    if waiting and able_cpus and len(recent) >= 2 and recent[-1][1] > recent[0][1]:
+        rate = (len(recent) - 1) / (recent[-1][1] - recent[0][1]) * able_cpus / all_cpus
         answer["estimated_start"] = now + ahead / rate
     answer["grants_ahead"] = round(ahead)
     return answer
+
+
+def running_progress(state: ParkState, job: JobView, now: float) -> dict[str, Any]:
+    """A started job: how far it is, and when it finishes at its rate so far (for the
+    units planned so far; a fit may plan more)."""
+    done, total = job.units_done, job.units_total
+    running = sum(1 for u in job.unit_ids if u in state.leased)
+    elapsed = max(0.0, now - (job.started_at or now))
+    text = f"running for {elapsed:.0f} s: {done}/{total} units done, {running} running"
+    finish = None
+    if done and elapsed > 0 and total > done:
+        finish = now + (total - done) / (done / elapsed)
+        text += f"; expected to finish in about {finish - now:.0f} s at its rate so far"
+    return {
+        "progress": {"done": done, "total": total, "running": running},
+        "expected_finish": finish,
+        "progress_text": text,
+    }
 
 
 def price_table(state: ParkState) -> dict[str, dict[str, float]]:
