@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, get_args
 from urllib.parse import urlsplit
 
-from park.domain import MAX_ATTEMPTS_LIMIT, Priority, UnitStatus, WorkerPolicy
+from park.domain import MAX_ATTEMPTS_LIMIT, Priority, UnitReport, UnitStatus, WorkerPolicy
 from park.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from park.events.schema import (
     BudgetSet,
@@ -52,16 +51,6 @@ MAX_UNITS_PLANNED = 100_000
 # A unit whose worker has not reported this long after its time limit failed by timing
 # out (the worker itself stops it at the limit and says so; this is for a hung worker).
 TIME_LIMIT_GRACE = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class UnitReport:
-    unit_id: str
-    ok: bool
-    result: Any = None
-    error: str | None = None
-    cpu_seconds: float = 0.0
-    wall_seconds: float = 0.0
 
 
 # local@domain: no spaces, angle brackets or commas (one address, not a header line);

@@ -1,9 +1,14 @@
-"""Domain vocabulary shared by every layer: statuses, priorities, worker policies."""
+"""Domain vocabulary shared by every layer: statuses, priorities, worker policies, and the
+report a worker sends for each unit it ran."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 from fnmatch import fnmatchcase
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass
 
 
 class Priority(StrEnum):
@@ -73,3 +78,16 @@ def function_allowed(patterns: tuple[str, ...] | list[str], function: str) -> bo
 # the longest a unit may run when neither the job nor its kind says.
 DEFAULT_MAX_ATTEMPTS = 3
 MAX_ATTEMPTS_LIMIT = 100
+
+
+@dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid", allow_inf_nan=False))
+class UnitReport:
+    """What a worker reports for one unit it ran: the one shape from the worker's runner,
+    over HTTP (the API validates it as it is), to the command that records it."""
+
+    unit_id: str
+    ok: bool = True
+    result: Any = None
+    error: Annotated[str | None, Field(max_length=100_000)] = None
+    cpu_seconds: Annotated[float, Field(ge=0.0, le=1e9)] = 0.0
+    wall_seconds: Annotated[float, Field(ge=0.0, le=1e9)] = 0.0

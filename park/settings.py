@@ -29,6 +29,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from park.protocol import LEASE_POLL_SECONDS, LEASE_SECONDS
 from park.service import limits
 
 ENV_PREFIX = "PARK_"
@@ -106,7 +107,9 @@ class ServeSettings(NotifyFields):
     workers: int = Field(
         os.cpu_count() or 1, ge=0, description="local worker processes (0 for none)"
     )
-    lease_seconds: float = Field(30.0, gt=0, description="a unit's lease before it expires")
+    lease_seconds: float = Field(
+        LEASE_SECONDS, gt=0, description="a unit's lease before it expires"
+    )
     tokens: Path | None = Field(
         None, description="token file: lines of 'TOKEN USER [user|worker|admin]'"
     )
@@ -159,7 +162,9 @@ class SchedulerSettings(NotifyFields):
 
     log: str | None = Field(None, description="kafka://HOST:PORT[/topic]: the shared log")
     data_dir: Path = Field(Path("park-data"), description="for its snapshots")
-    lease_seconds: float = Field(30.0, gt=0, description="a unit's lease before it expires")
+    lease_seconds: float = Field(
+        LEASE_SECONDS, gt=0, description="a unit's lease before it expires"
+    )
 
 
 class NotifierSettings(NotifyFields):
@@ -190,7 +195,9 @@ class WorkerSettings(ParkSettings):
     job: str | None = Field(None, description="with --policy job: the one job to serve")
     max_batch: int = Field(256, ge=1, description="most units in one lease")
     target_batch_seconds: float = Field(0.5, gt=0, description="work asked for per lease")
-    poll_seconds: float = Field(10.0, gt=0, description="how long a lease request waits")
+    poll_seconds: float = Field(
+        LEASE_POLL_SECONDS, gt=0, description="how long a lease request waits"
+    )
     give_up_after: float | None = Field(
         None,
         gt=0,

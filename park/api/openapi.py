@@ -125,10 +125,6 @@ class ReportsAnswer(Open):
     ignored: list[str] = Field(description="unit ids whose reports were not taken")
 
 
-class UnitAnswer(Open):
-    accepted: bool
-
-
 class LeaseDeadline(Open):
     lease_deadline: float | None
 
@@ -202,9 +198,6 @@ ROUTES: dict[tuple[str, str], tuple[type[BaseModel] | None, str]] = {
         LeaseDeadline,
         "Extend the leases of units still running.",
     ),
-    ("post", "/v1/units/{unit_id}/complete"): (UnitAnswer, "Report one unit's result."),
-    ("post", "/v1/units/{unit_id}/fail"): (UnitAnswer, "Report one unit's failure."),
-    ("post", "/v1/units/{unit_id}/heartbeat"): (LeaseDeadline, "Extend one unit's lease."),
     ("get", "/v1/events"): (EventPage, "The raw event log, a page after an offset (admin)."),
     ("get", "/v1/ledger"): (Ledger, "Credit and usage per user."),
     ("get", "/v1/ledger/{user}"): (Ledger, "Credit and usage of one user."),

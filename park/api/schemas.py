@@ -6,9 +6,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from park.domain import Priority, WorkerPolicy
+from park.domain import Priority, UnitReport, WorkerPolicy
 from park.events.bounds import check_json
 from park.projections.state import ParkState
+from park.protocol import MAX_BATCH_SECONDS, MAX_LEASE_WAIT
 
 # Any JSON; NaN, infinity and what the log could not read back are refused for the whole
 # body at once (RequestBody).
@@ -86,36 +87,12 @@ class RegisterWorker(RequestBody):
 
 class LeaseRequest(RequestBody):
     max_units: int = Field(default=1, ge=1, le=10_000)
-    max_seconds: float | None = Field(default=None, gt=0.0, le=3600.0)
-    wait: float = Field(default=0.0, ge=0.0, le=60.0)
-
-
-class Report(Body):
-    unit_id: str
-    ok: bool = True
-    result: FiniteJson = None
-    error: str | None = Field(default=None, max_length=100_000)
-    cpu_seconds: float = Field(default=0.0, ge=0.0, le=1e9)
-    wall_seconds: float = Field(default=0.0, ge=0.0, le=1e9)
+    max_seconds: float | None = Field(default=None, gt=0.0, le=MAX_BATCH_SECONDS)
+    wait: float = Field(default=0.0, ge=0.0, le=MAX_LEASE_WAIT)
 
 
 class Reports(RequestBody):
-    reports: list[Report] = Field(max_length=100_000)
-
-
-class CompleteUnit(RequestBody):
-    worker_id: str
-    result: FiniteJson = None
-    cpu_seconds: float = Field(default=0.0, ge=0.0, le=1e9)
-
-
-class FailUnit(RequestBody):
-    worker_id: str
-    error: str = Field(max_length=100_000)
-
-
-class WorkerUnits(RequestBody):
-    worker_id: str
+    reports: list[UnitReport] = Field(max_length=100_000)
 
 
 class HeartbeatUnits(RequestBody):

@@ -1,8 +1,9 @@
-"""Server-sent event streams: the live job table and the raw log.
+"""The raw log (`GET /v1/events`, in pages) and the server-sent event streams: the live
+job table and the raw log, live.
 
-Both follow one resume rule: each message's `id:` is a log offset; a client reconnecting
-with `Last-Event-ID: N` (or `?after=N`) gets exactly what came after N. When N is too old
-for the job feed to resume, the client gets a fresh `snapshot` instead.
+Both streams follow one resume rule: each message's `id:` is a log offset; a client
+reconnecting with `Last-Event-ID: N` (or `?after=N`) gets exactly what came after N. When
+N is too old for the job feed to resume, the client gets a fresh `snapshot` instead.
 """
 
 from __future__ import annotations
@@ -11,17 +12,17 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from park.api.auth import Caller, Role
-from park.errors import Forbidden, InvalidRequest
+from park.api.access import Rules, Service, Who
+from park.errors import InvalidRequest
 from park.projections.views import job_matcher
+from park.protocol import STREAM_PING_SECONDS
 from park.service.engine import ParkService
 from park.service.feed import snapshot
 
-HEARTBEAT_SECONDS = 10.0
-MAX_OFFSET = 2**63 - 1
+MAX_OFFSET = 2**63 - 1  # SQLite's largest integer
 _WAKE_SECONDS = 1.0  # how often an idle stream looks for a server shutdown
 
 
@@ -47,37 +48,56 @@ def job_filter(user: str | None, tags: list[str]) -> Callable[[dict[str, Any]], 
     return lambda job: matches(job["user"], job["tags"])
 
 
-def stream_router(service: ParkService, caller: Callable[..., Caller]) -> APIRouter:
-    """With tokens on, the job stream needs a token (and shows public job views only, as
-    to everyone); the raw log needs an admin token, as `GET /v1/events` does."""
-    router = APIRouter()
+router = APIRouter()
 
-    @router.get("/v1/jobs/stream")
-    async def job_stream(
-        request: Request,
-        user: str | None = None,
-        tag: list[str] = Query(default=[], description="key or key=value"),
-        after: int | None = Query(default=None, ge=0, le=MAX_OFFSET),
-        who: Caller = Depends(caller),
-    ) -> EventSourceResponse:
-        """`snapshot` (every active job), then a `change` per job change; `id:` = offset."""
-        resume = _resume_offset(request, after)
-        visible = job_filter(user, tag)
-        return EventSourceResponse(_job_events(service, resume, visible), ping=HEARTBEAT_SECONDS)
 
-    @router.get("/v1/events/stream")
-    async def event_stream(
-        request: Request,
-        after: int | None = Query(default=None, ge=0, le=MAX_OFFSET),
-        who: Caller = Depends(caller),
-    ) -> EventSourceResponse:
-        """The raw log from `after` (or `Last-Event-ID`), then live; `id:` = offset."""
-        if who.authenticated and who.role is not Role.ADMIN:
-            raise Forbidden("the raw log needs an admin token")
-        resume = _resume_offset(request, after) or 0
-        return EventSourceResponse(_log_events(service, resume), ping=HEARTBEAT_SECONDS)
+@router.get("/v1/events")
+async def events(
+    service: Service,
+    access: Rules,
+    who: Who,
+    after: int = Query(default=0, ge=0, le=MAX_OFFSET),
+    limit: int = Query(default=1000, ge=1, le=10_000),
+) -> dict[str, Any]:
+    """The raw log in pages (an admin's, with tokens on), from `after`."""
+    access.require_admin(who, "the raw log")
+    records = await service.log.read(after=after, limit=limit)
+    return {
+        "events": [
+            {"offset": r.offset, "event": json.loads(r.event.model_dump_json())} for r in records
+        ],
+        "last_offset": await service.log.last_offset(),
+    }
 
-    return router
+
+@router.get("/v1/jobs/stream")
+async def job_stream(
+    request: Request,
+    service: Service,
+    who: Who,
+    user: str | None = None,
+    tag: list[str] = Query(default=[], description="key or key=value"),
+    after: int | None = Query(default=None, ge=0, le=MAX_OFFSET),
+) -> EventSourceResponse:
+    """`snapshot` (every active job), then a `change` per job change; `id:` = offset.
+    With tokens on it needs a token, and shows public job views only, as to everyone."""
+    resume = _resume_offset(request, after)
+    visible = job_filter(user, tag)
+    return EventSourceResponse(_job_events(service, resume, visible), ping=STREAM_PING_SECONDS)
+
+
+@router.get("/v1/events/stream")
+async def event_stream(
+    request: Request,
+    service: Service,
+    access: Rules,
+    who: Who,
+    after: int | None = Query(default=None, ge=0, le=MAX_OFFSET),
+) -> EventSourceResponse:
+    """The raw log from `after` (or `Last-Event-ID`), then live; `id:` = offset."""
+    access.require_admin(who, "the raw log")
+    resume = _resume_offset(request, after) or 0
+    return EventSourceResponse(_log_events(service, resume), ping=STREAM_PING_SECONDS)
 
 
 async def _job_events(

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from park import commands
-from park.commands import UnitReport
-from park.domain import Priority, WorkerPolicy
+from park.domain import Priority, UnitReport, WorkerPolicy
 from park.errors import NotFound, TooLarge, Unavailable
 from park.events.log import EventLog, EventTooLarge, LogUnavailable
 from park.events.schema import Event, UnitGranted, UnitLeaseExpired, UnitsPlanned, WorkerExpired
 from park.projections.state import JobView, ParkState, UnitView
+from park.protocol import LEASE_SECONDS, REAP_INTERVAL
 from park.scheduler.config import PolicyConfig
 from park.service.archive_store import ArchiveStore
 from park.service.feed import JobFeed
@@ -38,11 +38,11 @@ log = logging.getLogger("park.service")
 
 @dataclass(frozen=True, slots=True)
 class ServiceConfig:
-    lease_seconds: float = 30.0
+    lease_seconds: float = LEASE_SECONDS
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     snapshot_every_events: int = 100_000
     snapshot_interval: float = 300.0
-    reap_interval: float = 0.5
+    reap_interval: float = REAP_INTERVAL
     limits: UserLimits = field(default_factory=UserLimits)
     worker_timeout: float = 90.0  # a worker silent this long is expired
 

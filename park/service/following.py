@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from park import commands
-from park.commands import UnitReport
-from park.domain import Priority, WorkerPolicy
+from park.domain import Priority, UnitReport, WorkerPolicy
 from park.errors import NotFound, Unavailable
 from park.events.log import EventLog
 from park.events.schema import (
@@ -41,6 +40,7 @@ from park.events.schema import (
     WorkRequested,
 )
 from park.projections.state import JobView
+from park.protocol import ANSWER_MARGIN, CATCH_UP_TIMEOUT, SHORT_ASK
 from park.service.archive_store import ArchiveStore
 from park.service.engine import (
     HeartbeatAnswer,
@@ -54,14 +54,6 @@ from park.service.snapshots import SnapshotStore
 
 log = logging.getLogger("park.service")
 
-# An ask that waits less than this is answered at once, even with nothing; the asker
-# waits this long for that answer.
-SHORT_ASK = 3.0
-# The leader answers an ask only until this long before the asker stops waiting, so the
-# answer reaches it in time; later grants would be leased to a worker that never hears.
-ANSWER_MARGIN = 1.0
-# How long a command waits for the projections to reach its offset.
-CATCH_UP_TIMEOUT = 30.0
 
 Callback = Callable[[], Awaitable[None]]
 T = TypeVar("T")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -26,6 +27,8 @@ from typing import Any
 
 import httpx
 
+from park.domain import UnitReport
+from park.protocol import HEARTBEATS_PER_LEASE, LEASE_SECONDS
 from park.settings import WorkerSettings
 from park.worker.child import Child, ChildLost
 from park.worker.desktop import Hours, LoadMeter, WorkGate
@@ -57,7 +60,7 @@ class WorkerAgent:
         self._on_registered = on_registered
         self.allow = allow if allow is not None else AllowList.from_env()
         self.worker_id: str | None = None
-        self.lease_seconds = 30.0
+        self.lease_seconds = LEASE_SECONDS  # until registering tells
         self.in_flight: set[str] = set()  # leased, not yet run to the end
         self._running: dict[str, Child] = {}  # unit id -> the child running it now
         self._stopped: set[str] = set()  # units the server said to stop
@@ -306,9 +309,8 @@ class WorkerAgent:
                 else:
                     error = f"the child process running it died (exit code {code})"
                 wall = time.perf_counter() - started
-                reports.append(
-                    {"unit_id": unit_id, "ok": False, "error": error, "wall_seconds": wall}
-                )
+                lost = UnitReport(unit_id, False, error=error, wall_seconds=wall)
+                reports.append(dataclasses.asdict(lost))
             finally:
                 self._running.pop(unit_id, None)
         return reports, child
@@ -354,11 +356,13 @@ class WorkerAgent:
         extend their leases too (only those write to the log)."""
         extended = time.monotonic()
         while not stop.is_set():
-            await asyncio.sleep(max(0.1, min(self.options.check_seconds, self.lease_seconds / 3)))
+            await asyncio.sleep(
+                max(0.1, min(self.options.check_seconds, self.lease_seconds / HEARTBEATS_PER_LEASE))
+            )
             if not self.in_flight or self.worker_id is None:
                 extended = time.monotonic()
                 continue
-            extend = time.monotonic() - extended >= self.lease_seconds / 3 - 0.05
+            extend = time.monotonic() - extended >= self.lease_seconds / HEARTBEATS_PER_LEASE - 0.05
             running = sorted(self.in_flight)
             with contextlib.suppress(httpx.HTTPError, ServerGone):
                 answer = await self._call(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -95,7 +96,7 @@ def main() -> None:
     for line in sys.stdin:
         request = json.loads(line)
         report = run_unit(request["unit"], AllowList(tuple(request["allow"])))
-        replies.write(json.dumps(report) + "\n")
+        replies.write(json.dumps(dataclasses.asdict(report)) + "\n")
         replies.flush()
 
 

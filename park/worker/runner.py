@@ -14,10 +14,11 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from park.domain import function_allowed
+from park.domain import UnitReport, function_allowed
 from park.kinds import KINDS
 
 ALLOW_ENV = "PARK_ALLOWED_FUNCTIONS"
+MAX_ERROR_CHARS = 100_000  # what a report's error may hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,36 +34,36 @@ class AllowList:
         return function_allowed(self.patterns, function)
 
 
-def run_unit(unit: dict[str, Any], allow: AllowList) -> dict[str, Any]:
+def run_unit(unit: dict[str, Any], allow: AllowList) -> UnitReport:
     """Run one leased unit; return its report (never raises)."""
-    report: dict[str, Any] = {"unit_id": unit["id"], "ok": False, "cpu_seconds": 0.0}
     kind = KINDS.get(unit["kind"])
     if kind is None:
-        report["error"] = f"this worker does not know job kind {unit['kind']!r}"
-        return report
+        return UnitReport(
+            unit["id"], False, error=f"this worker does not know job kind {unit['kind']!r}"
+        )
     payload = unit["payload"]
     refused = [f for f in kind.functions_of(payload) if not allow.allows(f)]
     if refused:
-        report["error"] = (
-            f"function {refused[0]!r} is not allowed on this worker "
-            f"(add it to {ALLOW_ENV}); it was not run"
+        return UnitReport(
+            unit["id"],
+            False,
+            error=f"function {refused[0]!r} is not allowed on this worker "
+            f"(add it to {ALLOW_ENV}); it was not run",
         )
-        return report
     started, wall = time.process_time(), time.perf_counter()
+    ok, result, error = False, None, None
     try:
         result = kind.run_unit(payload)
         json.dumps(result, allow_nan=False)  # what JSON cannot carry fails here, clearly
+        ok = True
     except Exception as err:
-        report["error"] = "".join(traceback.format_exception_only(err)).strip()
-    else:
-        report["ok"] = True
-        report["result"] = result
-    report["cpu_seconds"] = time.process_time() - started
-    report["wall_seconds"] = time.perf_counter() - wall
-    return report
+        text = "".join(traceback.format_exception_only(err)).strip()
+        result, error = None, text[:MAX_ERROR_CHARS]
+    cpu = max(0.0, time.process_time() - started)
+    return UnitReport(unit["id"], ok, result, error, cpu, max(0.0, time.perf_counter() - wall))
 
 
-def run_batch(units: list[dict[str, Any]], patterns: tuple[str, ...]) -> list[dict[str, Any]]:
+def run_batch(units: list[dict[str, Any]], patterns: tuple[str, ...]) -> list[UnitReport]:
     """Entry point in the child process: a whole batch per round trip keeps IPC cheap."""
     allow = AllowList(patterns)
     return [run_unit(unit, allow) for unit in units]

@@ -6,6 +6,7 @@ HTTP, so a test can fold the log again and compare with the live projections.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import random
@@ -122,13 +123,9 @@ class InProcessPark:
                     {"id": unit_id, "kind": job_view.kind, "payload": {**context, **unit.payload}},
                     allow,
                 )
-                report = json.loads(json.dumps(report))  # as over HTTP
-                reports.append(
-                    UnitReport(
-                        unit_id=unit_id, ok=report["ok"], result=report.get("result"),
-                        error=report.get("error"), cpu_seconds=report["cpu_seconds"],
-                    )
-                )  # fmt: skip
+                sent = json.loads(json.dumps(dataclasses.asdict(report)))  # as over HTTP
+                sent.pop("wall_seconds")
+                reports.append(UnitReport(**sent))
                 done += 1
             events, _ = report_units(self.state, worker_id, reports, now=self.now)
             self.run(events)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from park.domain import UnitReport
 from park.kinds import KINDS, SpecError
 from park.worker.runner import AllowList, run_unit
 
@@ -59,21 +60,21 @@ def unit(function: str, items: list[object]) -> dict[str, object]:
 
 def test_builtins_are_always_allowed_and_sleep_returns_its_argument() -> None:
     report = run_unit(unit("park.builtins:sleep", [0, 0.01]), AllowList())
-    assert report["ok"] is True
-    assert report["result"] == [0, 0.01]
+    assert report.ok is True
+    assert report.result == [0, 0.01]
 
 
 def test_burn_spins_the_cpu_and_reports_the_cpu_time() -> None:
     report = run_unit(unit("park.builtins:burn", [0.05]), AllowList())
-    assert report["ok"] is True
-    assert report["result"] == [0.05]
-    assert report["cpu_seconds"] >= 0.05
+    assert report.ok is True
+    assert report.result == [0.05]
+    assert report.cpu_seconds >= 0.05
 
 
 def test_a_function_off_the_allow_list_fails_without_running() -> None:
     report = run_unit(unit("os:_exit", [1]), AllowList(("json:*",)))
-    assert report["ok"] is False
-    assert "os:_exit" in report["error"] and "PARK_ALLOWED_FUNCTIONS" in report["error"]
+    assert report.ok is False
+    assert "os:_exit" in report.error and "PARK_ALLOWED_FUNCTIONS" in report.error
 
 
 def test_patterns_allow_with_wildcards() -> None:
@@ -81,17 +82,13 @@ def test_patterns_allow_with_wildcards() -> None:
     assert allow.allows("json:dumps") and allow.allows("math:sqrt")
     assert not allow.allows("math:exp")
     report = run_unit(unit("math:sqrt", [4.0]), allow)
-    assert report == {
-        "unit_id": "j/0",
-        "ok": True,
-        "cpu_seconds": report["cpu_seconds"],
-        "wall_seconds": report["wall_seconds"],
-        "result": [2.0],
-    }
-    assert report["wall_seconds"] >= 0.0
+    assert report == UnitReport(
+        "j/0", True, [2.0], None, report.cpu_seconds, report.wall_seconds
+    )
+    assert report.wall_seconds >= 0.0
 
 
 def test_an_exception_in_the_function_fails_the_unit_with_its_message() -> None:
     report = run_unit(unit("math:sqrt", [-1.0]), AllowList(("math:*",)))
-    assert report["ok"] is False
-    assert "ValueError: math domain error" in report["error"]
+    assert report.ok is False
+    assert "ValueError: math domain error" in report.error
