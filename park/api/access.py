@@ -50,9 +50,11 @@ class Access:
         job = self.service.job(job_id)
         return job, self.sees_private(job, who)
 
-    def changeable_job(self, job_id: str, who: Caller) -> JobView:
-        """An archived job has finished long ago: nothing about it changes any more."""
-        job, _ = self.job(job_id, who)
+    async def changeable_job(self, job_id: str, who: Caller) -> JobView:
+        """The job a command is about, as soon as this server has folded what another
+        recorded (read-your-writes). An archived job has finished long ago: nothing
+        about it changes any more."""
+        job, _ = await self.service.read_your_writes(lambda: self.job(job_id, who))
         if job.id not in self.service.state.jobs:
             raise Conflict(f"job {job_id!r} is {job.status.value} and archived; it cannot change")
         return job

@@ -100,7 +100,7 @@ async def explain_job(job_id: str, service: Service, access: Rules, who: Who) ->
 
 @router.post("/v1/jobs/{job_id}/cancel")
 async def cancel_job(job_id: str, service: Service, access: Rules, who: Who) -> dict[str, Any]:
-    access.changeable_job(job_id, who)
+    await access.changeable_job(job_id, who)
     return job_json(await service.cancel(job_id, by=who.acting_user()))
 
 
@@ -110,7 +110,7 @@ async def patch_job(
 ) -> dict[str, Any]:
     if body.priority is None and body.tags is None:
         raise InvalidRequest("body: give priority and/or tags to change", field="body")
-    access.changeable_job(job_id, who)
+    await access.changeable_job(job_id, who)
     job = await service.change_job(
         job_id, tags=body.tags, priority=body.priority, by=who.acting_user()
     )

@@ -143,9 +143,7 @@ async def ledger_plot(service: Service, _: Who) -> Response:
     return Response(svg, media_type=SVG, headers={"Cache-Control": "no-store"})
 
 
-@router.get(
-    "/v1/ledger/days.svg", response_class=Response, responses={200: {"content": {SVG: {}}}}
-)
+@router.get("/v1/ledger/days.svg", response_class=Response, responses={200: {"content": {SVG: {}}}})
 async def ledger_days_plot(
     service: Service,
     _: Who,

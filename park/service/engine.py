@@ -17,7 +17,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from park import commands
 from park.domain import Priority, UnitReport, WorkerPolicy
@@ -33,6 +33,7 @@ from park.service.history import find_job
 from park.service.limits import UserLimits, check_submit
 from park.service.snapshots import SnapshotStore
 
+T = TypeVar("T")
 log = logging.getLogger("park.service")
 
 
@@ -196,6 +197,12 @@ class ParkService:
             self.store_archived(position=True)  # a snapshot never runs ahead of the archive
             self.snapshots.save(self.state)
             self._snapshot_offset = self.state.offset
+
+    async def read_your_writes(self, look: Callable[[], T]) -> T:
+        """`look()` at the state once it holds what any server recorded before the call.
+        The single writer has folded everything it appended: look now. (On a shared log
+        a "not found" is looked at again after catching up: FollowingService.)"""
+        return look()
 
     def job(self, job_id: str) -> JobView:
         """A job in memory or in the archive (NotFound if neither has it)."""

@@ -287,6 +287,13 @@ class FollowingService(ParkService):
             await self.sync()
             return await command()
 
+    async def read_your_writes(self, look: Callable[[], T]) -> T:
+        try:
+            return look()
+        except NotFound:
+            await self.sync()
+            return look()
+
     async def cancel(self, job_id: str, *, by: str | None) -> JobView:
         return await self._retry_unknown(lambda: ParkService.cancel(self, job_id, by=by))
 
