@@ -588,6 +588,7 @@
     $("#job-progress-text").textContent = "";
     $("#job-progress-extra").textContent = "";
     $("#job-error").hidden = true;
+    $("#job-notify").hidden = true;
     $("#job-reasons").replaceChildren();
     $("#job-explain-facts").textContent = "";
     $("#job-result").replaceChildren();
@@ -645,6 +646,25 @@
       $("#job-error").textContent = job.error;
       $("#job-error").hidden = false;
     }
+  }
+
+  // What the submitter asked to hear about the job's end, and what became of it.
+  function showNotify(answer) {
+    const asked = answer.notify;
+    if (!asked) return;
+    const when = { digest: "daily digest", each: "a message when it ends", never: "never" }[asked.when];
+    const to = [asked.email, asked.webhook && `webhook ${asked.webhook}`].filter(Boolean).join(" and ");
+    const parts = [`Notify ${to}: ${when}.`];
+    if (answer.mail_note) parts.push(`Note: ${answer.mail_note}.`);
+    for (const n of answer.notifications) {
+      let state = n.status;
+      if (n.status === "sent") state = `sent ${fmtTime(n.sent_at)}`;
+      else if (n.status === "waiting") state = "waiting for the next digest";
+      else if (n.status === "retrying") state = `retrying (${n.attempts} attempts; next ${fmtTime(n.retry_at)}; ${n.last_error})`;
+      parts.push(`${n.channel} to ${n.target}: ${state}.`);
+    }
+    $("#job-notify").textContent = parts.join(" ");
+    $("#job-notify").hidden = false;
   }
 
   function showUnits(answer) {
@@ -706,6 +726,14 @@
         $("#units-note").hidden = false;
       }
       if (why.status === "fulfilled") showExplain(why.value);
+      if (job.notify) {
+        try {
+          const notices = await getJSON(`${base}/notifications`);
+          if (current()) showNotify(notices);
+        } catch (err) {
+          /* the rest of the page stands without it */
+        }
+      }
       if (FINAL.has(job.status)) {
         if (!page.ended) {
           page.ended = true;
