@@ -157,6 +157,16 @@ class Notifier:
             return 0  # another notifier holds it (or the jobs went into another digest)
         try:
             await self._send(notice)
+        except asyncio.CancelledError:
+            # Stopped cleanly mid-send (a leader stepping down, a server stopping): say so,
+            # so the next notifier tries again at once instead of after the deadline.
+            stopped = NotificationFailed(
+                at=self.clock(), key=d.key, attempt=d.attempt, by=me,
+                error="the notifier stopped during the send", retry_at=self.clock(),
+            )  # fmt: skip
+            with contextlib.suppress(Exception):
+                await self.service.record(lambda state: [stopped])
+            raise
         except Exception as err:
             error = f"{type(err).__name__}: {err}"[:500]
             log.warning("notifier: %s to %s failed: %s", notice.key, notice.target, error)

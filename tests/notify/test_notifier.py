@@ -259,3 +259,32 @@ async def test_a_digest_names_jobs_that_left_memory_since_they_ended(
         assert all(job_id in body_of(alice) for job_id in jobs)
     finally:
         await service.stop()
+
+
+async def test_a_notifier_stopped_mid_send_hands_over_at_once(
+    tmp_path: Path, mailbox: Mailbox
+) -> None:
+    """A clean stop (a leader stepping down) records the cut-off send, so the next
+    notifier need not wait for the attempt's deadline; the message arrives once."""
+    import asyncio
+
+    clock = Clock(T0)
+    service = await started(tmp_path, clock)
+    first = Notifier(service, settings(mailbox), clock=clock, name="first")
+    second = Notifier(service, settings(mailbox), clock=clock, name="second")
+    try:
+        job = await submit(service, {"email": "alice@lab.example", "when": "each"})
+        await finish(service, job)
+        mailbox.hold.set()
+        running = asyncio.create_task(first.tick())
+        await asyncio.to_thread(mailbox.holding.wait, 30)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        mailbox.drop_held()
+        (notice,) = service.state.notices.of_job(job)
+        assert notice.status == "retrying" and notice.retry_at == clock.now
+        assert await second.tick() == 1
+    finally:
+        await service.stop()
+    assert len(mailbox.messages) == 1
