@@ -74,9 +74,11 @@ class Mailer:
         self.settings = settings
 
     async def send(self, message: EmailMessage) -> None:
+        """Accepted when this returns. Once the server has accepted, nothing may fail or
+        wait (a failed QUIT would send the message again), and a send cut off (cancelled)
+        drops the connection at once: so the connection is closed, not QUIT."""
         s = self.settings
-        await aiosmtplib.send(
-            message,
+        client = aiosmtplib.SMTP(
             hostname=s.host,
             port=s.port,
             use_tls=s.tls,
@@ -85,6 +87,11 @@ class Mailer:
             password=s.password,
             timeout=s.timeout,
         )
+        try:
+            await client.connect()
+            await client.send_message(message)
+        finally:
+            client.close()  # no QUIT: nothing after the acceptance may fail or wait
 
 
 def signature(secret: bytes, body: bytes) -> str:
