@@ -57,7 +57,9 @@ async def started(tmp_path: Path, clock: Clock) -> ParkService:
 async def submit(service: ParkService, notify: Any, name: str = "", n: int = 1) -> str:
     tags = {"name": name} if name else {}
     spec = {"function": "park.builtins:sleep", "inputs": [0] * n}
-    job = await service.submit(user="alice", kind="map", spec=spec, tags=tags, notify=notify)
+    job = await service.submit(
+        user="alice", kind="map", spec=spec, tags=tags, notify=notify, max_attempts=1
+    )
     return job.id
 
 
