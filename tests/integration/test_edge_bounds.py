@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -127,6 +128,7 @@ def _dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=True)  # lone surrogates as \\u escapes
 
 
+@pytest.mark.slow
 def test_arbitrary_payloads_through_the_api_and_the_report_path(tmp_path: Path) -> None:
     """Refused: a 4xx naming the field and nothing appended. Accepted: appended, read
     back through /v1/events, folded (the job's view and result), and after a kill -9 and a

@@ -65,6 +65,7 @@ def refused_for_now(response: httpx.Response) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_a_503_and_the_service_resumes_by_itself(small_disk: Path) -> None:
     server = ParkServer(
         data_dir=small_disk / "park-data", port=free_port(), log_dir=small_disk.parent
