@@ -1,6 +1,7 @@
-"""Several services on one Kafka topic (in one process, on the real broker): each folds
-the log in order, answers a command once it has folded it, and only the scheduler leader
-grants; two leaders racing cannot give one unit to two workers."""
+"""Several services on one shared log, in one process: each folds the log in order, answers
+a command once it has folded it, and only the scheduler leader grants; two leaders racing
+cannot give one unit to two workers. Most run on the in-memory log; the race of two
+leaders runs on a real Kafka-protocol broker (Tansu)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 from park.commands import UnitReport
 from park.domain import JobStatus
 from park.events.kafka import KafkaEventLog
+from park.events.log import EventLog
+from park.events.memory import MemoryEventLog
 from park.events.schema import UnitCompleted, UnitGranted, WorkRequested
 from park.replay import replay
 from park.service.archive_store import ArchiveStore
@@ -36,13 +39,20 @@ class AlwaysLead:
 
 
 class Cluster:
-    def __init__(self, url: str) -> None:
+    """Services sharing one log: a Kafka topic (each service its own client), or one
+    in-memory log (no broker: most of the following and leading logic is tested so)."""
+
+    def __init__(self, url: str | None) -> None:
         self.url = url
+        self.memory = MemoryEventLog()
         self.services: list[FollowingService] = []
+
+    def log(self) -> EventLog:
+        return KafkaEventLog(self.url) if self.url is not None else self.memory
 
     async def add(self, *, lead: bool, snapshots: Path | None = None) -> FollowingService:
         service = FollowingService(
-            KafkaEventLog(self.url),
+            self.log(),
             elector=AlwaysLead() if lead else None,
             snapshots=SnapshotStore(snapshots) if snapshots else None,
             config=ServiceConfig(lease_seconds=30.0),
@@ -55,8 +65,9 @@ class Cluster:
 
 
 @asynccontextmanager
-async def cluster(kafka_bootstrap: str) -> AsyncIterator[Cluster]:
-    c = Cluster(f"kafka://{kafka_bootstrap}/{unique_topic()}")
+async def cluster(kafka_bootstrap: str | None = None) -> AsyncIterator[Cluster]:
+    """On a fresh Kafka topic when given a broker, else on one in-memory log."""
+    c = Cluster(f"kafka://{kafka_bootstrap}/{unique_topic()}" if kafka_bootstrap else None)
     try:
         yield c
     finally:
@@ -76,8 +87,8 @@ async def submit(service: FollowingService, n: int, user: str = "ann") -> str:
     return job.id
 
 
-async def test_a_job_runs_through_two_api_servers_and_a_leader(kafka_bootstrap: str) -> None:
-    async with cluster(kafka_bootstrap) as c:
+async def test_a_job_runs_through_two_api_servers_and_a_leader() -> None:
+    async with cluster() as c:
         leader = await c.add(lead=True)
         a = await c.add(lead=False)
         b = await c.add(lead=False)
@@ -101,8 +112,8 @@ async def test_a_job_runs_through_two_api_servers_and_a_leader(kafka_bootstrap: 
         assert (await b.cancel(other, by="ann")).status is JobStatus.CANCELLED
 
 
-async def test_a_lease_waits_for_work_to_appear(kafka_bootstrap: str) -> None:
-    async with cluster(kafka_bootstrap) as c:
+async def test_a_lease_waits_for_work_to_appear() -> None:
+    async with cluster() as c:
         await c.add(lead=True)
         api = await c.add(lead=False)
         worker = await api.register_worker(name="w", cpus=1)
@@ -151,10 +162,8 @@ async def test_racing_leaders_never_give_a_unit_twice(kafka_bootstrap: str) -> N
         )
 
 
-async def test_a_new_server_starts_from_a_snapshot_and_the_tail(
-    kafka_bootstrap: str, tmp_path: Path
-) -> None:
-    async with cluster(kafka_bootstrap) as c:
+async def test_a_new_server_starts_from_a_snapshot_and_the_tail(tmp_path: Path) -> None:
+    async with cluster() as c:
         await c.add(lead=True)
         first = await c.add(lead=False, snapshots=tmp_path / "one")
         for _ in range(3):
