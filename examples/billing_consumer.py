@@ -8,8 +8,9 @@ unit, while its job is unfinished). Its totals therefore equal `park ledger`'s.
     python examples/billing_consumer.py --bootstrap HOST:9092 --topic park-events
     python examples/billing_consumer.py --bootstrap HOST:9092 --json   # machine-readable
 
-It reads the topic from the start up to its end (the fetch high watermark) and prints
-credits and core-seconds per UTC day, user and priority, then a total per user.
+It reads the topic from the start up to its end (the fetch high watermark) and prints per
+UTC day, user and priority the units, the slot-seconds charged for (a CPU held), the
+core-seconds used (CPU time) and the credits, then a total per user.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class Unit:
 @dataclass
 class Line:
     units: int = 0
-    core_seconds: float = 0.0
+    core_seconds: float = 0.0  # CPU time used
+    slot_seconds: float = 0.0  # time charged: a CPU held (wall time, or CPU time if more)
     credits: float = 0.0
 
 
@@ -76,7 +78,7 @@ class Bill:
                     self.units.pop(unit_id, None)
         elif kind == "worker.joined":
             self.workers.setdefault(event["worker_id"], True)
-        elif kind == "worker.left":
+        elif kind in ("worker.left", "worker.expired"):
             if event["worker_id"] in self.workers:
                 self.workers[event["worker_id"]] = False
         elif kind == "unit.granted":
@@ -100,6 +102,7 @@ class Bill:
                 line = self.lines[(day, self.owner[unit.job_id], unit.priority)]
                 line.units += 1
                 line.core_seconds += event["cpu_seconds"]
+                line.slot_seconds += event.get("slot_seconds", 0.0)
                 line.credits += event["charged"]
         # any other type (work.requested, lease.extended, ...) does not change a bill
 
@@ -109,6 +112,7 @@ class Bill:
             total = users[user]
             total.units += line.units
             total.core_seconds += line.core_seconds
+            total.slot_seconds += line.slot_seconds
             total.credits += line.credits
         return dict(users)
 
@@ -139,22 +143,24 @@ async def read_topic(bootstrap: str, topic: str, bill: Bill, idle_seconds: float
 
 
 def as_text(bill: Bill) -> str:
-    rows = [f"{'day':<10}  {'user':<12} {'priority':<8} {'units':>6} {'core-s':>10} "
-            f"{'credits':>10}"]  # fmt: skip
+    rows = [f"{'day':<10}  {'user':<12} {'priority':<8} {'units':>6} {'slot-s':>10} "
+            f"{'core-s':>10} {'credits':>10}"]  # fmt: skip
     for (day, user, priority), line in sorted(bill.lines.items()):
         rows.append(f"{day:<10}  {user:<12} {priority:<8} {line.units:>6} "
-                    f"{line.core_seconds:>10.3f} {line.credits:>10.3f}")  # fmt: skip
+                    f"{line.slot_seconds:>10.3f} {line.core_seconds:>10.3f} "
+                    f"{line.credits:>10.3f}")  # fmt: skip
     for user, total in sorted(bill.totals().items()):
         rows.append(f"{'total':<10}  {user:<12} {'':<8} {total.units:>6} "
-                    f"{total.core_seconds:>10.3f} {total.credits:>10.3f}")  # fmt: skip
+                    f"{total.slot_seconds:>10.3f} {total.core_seconds:>10.3f} "
+                    f"{total.credits:>10.3f}")  # fmt: skip
     rows.append(f"(log read to offset {bill.offset})")
     return "\n".join(rows)
 
 
 def as_json(bill: Bill) -> str:
     def line(value: Line) -> dict[str, Any]:
-        return {"units": value.units, "core_seconds": value.core_seconds,
-                "credits": value.credits}  # fmt: skip
+        return {"units": value.units, "slot_seconds": value.slot_seconds,
+                "core_seconds": value.core_seconds, "credits": value.credits}  # fmt: skip
 
     days = [{"day": day, "user": user, "priority": priority, **line(value)}
             for (day, user, priority), value in sorted(bill.lines.items())]  # fmt: skip

@@ -44,6 +44,9 @@ SLEEP = "park.builtins:sleep"
 # (tests/conftest.py), so those documents are validated there. A new event type goes here
 # only when this run truly cannot write it; otherwise extend `workload` so that it does.
 WRITTEN_ELSEWHERE: dict[str, str] = {
+    # needs a worker silent for --worker-timeout (a kill -9); this run's workers leave
+    "worker.expired": "tests/integration/test_unit_isolation.py::"
+    "test_a_worker_killed_with_kill_9_expires_and_its_unit_runs_elsewhere",
     # need a real Slurm
     "pilot.submitted": "tests/batch/test_private_pilots.py::"
     "test_a_job_runs_on_its_own_pilot_which_is_gone_afterwards",
@@ -83,7 +86,7 @@ def workload(url: str, start_worker: Any) -> None:
         tagged = bob.patch(f"/v1/jobs/{paid['id']}", json={"tags": {"project": "survey"}})
         assert tagged.status_code == 200, tagged.text
         burn = submit_map(alice, BURN, [0.25] * 4, priority="normal")
-        refused = submit_map(alice, "os:getcwd", [1])  # not on the workers' allow list
+        refused = submit_map(alice, SLEEP, ["not a number"])  # fails on every attempt
         free = submit_map(alice, SLEEP, [0.05] * 3)
         worker = start_worker()
         assert wait_final(bob, paid["id"], timeout=90)["status"] == "complete"
@@ -230,6 +233,7 @@ def test_the_billing_consumer_finds_the_ledger_totals(kafka_run: Run) -> None:
         assert mine["units"] == row["units"]
         assert mine["credits"] == pytest.approx(row["charged"], rel=1e-9, abs=1e-12)
         assert mine["core_seconds"] == pytest.approx(row["core_seconds"], rel=1e-9, abs=1e-12)
+        assert mine["slot_seconds"] == pytest.approx(row["slot_seconds"], rel=1e-9, abs=1e-12)
     # real money changed hands: both paid for their burns at normal
     assert bill["users"]["bob"]["credits"] > 0.3
     assert bill["users"]["alice"]["credits"] > 0.5
