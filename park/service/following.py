@@ -24,12 +24,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from park import commands
-from park.domain import Priority, UnitReport, WorkerPolicy
 from park.errors import NotFound, Unavailable
 from park.events.log import EventLog
 from park.events.schema import (
@@ -39,11 +38,9 @@ from park.events.schema import (
     UnitsPlanned,
     WorkRequested,
 )
-from park.projections.state import JobView
 from park.protocol import ANSWER_MARGIN, CATCH_UP_TIMEOUT, SHORT_ASK
 from park.service.archive_store import ArchiveStore
 from park.service.engine import (
-    HeartbeatAnswer,
     LeasedUnit,
     ParkService,
     ServiceConfig,
@@ -57,6 +54,7 @@ log = logging.getLogger("park.service")
 
 Callback = Callable[[], Awaitable[None]]
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class Elector(Protocol):
@@ -74,6 +72,19 @@ class _Ask:
     # When the worker was answered or stopped waiting: grants for the ask that come
     # after that (late, or from a second leader) are given back.
     closed_at: float | None = None
+
+
+def _read_your_writes(
+    command: Callable[Concatenate[Any, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
+    """The command, applied read-your-writes: a domain "not found" (a job or worker
+    another server recorded, not folded here yet) is retried once after catching up."""
+
+    async def retried(self: FollowingService, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._retry_unknown(lambda: command(self, *args, **kwargs))
+
+    retried.__name__, retried.__doc__ = command.__name__, command.__doc__
+    return retried
 
 
 class FollowingService(ParkService):
@@ -294,73 +305,16 @@ class FollowingService(ParkService):
             await self.sync()
             return look()
 
-    async def cancel(self, job_id: str, *, by: str | None) -> JobView:
-        return await self._retry_unknown(lambda: ParkService.cancel(self, job_id, by=by))
-
-    async def cancel_notifications(
-        self, user: str | None, *, keys: Sequence[str] = (), job_ids: Sequence[str] = ()
-    ) -> None:
-        await self._retry_unknown(
-            lambda: ParkService.cancel_notifications(self, user, keys=keys, job_ids=job_ids)
-        )
-
-    async def change_priority(self, job_id: str, priority: Priority, *, by: str | None) -> JobView:
-        return await self._retry_unknown(
-            lambda: ParkService.change_priority(self, job_id, priority, by=by)
-        )
-
-    async def change_job(
-        self,
-        job_id: str,
-        *,
-        tags: dict[str, str | None] | None,
-        priority: Priority | None,
-        by: str | None,
-    ) -> JobView:
-        return await self._retry_unknown(
-            lambda: ParkService.change_job(self, job_id, tags=tags, priority=priority, by=by)
-        )
-
-    async def register_worker(
-        self,
-        *,
-        name: str,
-        cpus: int,
-        owner: str | None = None,
-        policy: WorkerPolicy = WorkerPolicy.ANY,
-        job_id: str | None = None,
-        registered_by: str | None = None,
-        pilot_id: str | None = None,
-        until: float | None = None,
-        allowed: Sequence[str] | None = None,
-    ) -> str:
-        return await self._retry_unknown(
-            lambda: ParkService.register_worker(
-                self,
-                name=name,
-                cpus=cpus,
-                owner=owner,
-                policy=policy,
-                job_id=job_id,
-                registered_by=registered_by,
-                pilot_id=pilot_id,
-                until=until,
-                allowed=allowed,
-            )
-        )
-
-    async def report(self, worker_id: str, reports: Sequence[UnitReport]) -> list[str]:
-        return await self._retry_unknown(lambda: ParkService.report(self, worker_id, reports))
-
-    async def heartbeat(
-        self, worker_id: str, unit_ids: Sequence[str], *, extend: bool = True
-    ) -> HeartbeatAnswer:
-        return await self._retry_unknown(
-            lambda: ParkService.heartbeat(self, worker_id, unit_ids, extend=extend)
-        )
-
-    async def remove_worker(self, worker_id: str) -> None:
-        await self._retry_unknown(lambda: ParkService.remove_worker(self, worker_id))
+    # Every command another server's records may be needed for: one wrapper, no copies.
+    cancel = _read_your_writes(ParkService.cancel)
+    cancel_notifications = _read_your_writes(ParkService.cancel_notifications)
+    change_priority = _read_your_writes(ParkService.change_priority)
+    change_job = _read_your_writes(ParkService.change_job)
+    change_tags = _read_your_writes(ParkService.change_tags)
+    register_worker = _read_your_writes(ParkService.register_worker)
+    report = _read_your_writes(ParkService.report)
+    heartbeat = _read_your_writes(ParkService.heartbeat)
+    remove_worker = _read_your_writes(ParkService.remove_worker)
 
     async def lease(
         self,
