@@ -90,6 +90,9 @@ def test_kill_between_job_end_and_mail_sent_then_restart_sends_it_once(
         assert attempts_on_log(server) == Counter(
             {"notification.attempted": 2, "notification.sent": 1}
         )
+        metrics = httpx.get(f"{server.url}/metrics").text
+        assert 'park_notifications_sent_total{channel="email"} 1.0' in metrics
+        assert "park_notifications_pending 0.0" in metrics
     finally:
         server.stop()
 
