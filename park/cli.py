@@ -328,6 +328,10 @@ def _show(args: argparse.Namespace, job_id: str) -> None:
         print(json.dumps(job, indent=2))
         return
     print(job_summary(job, job.get("result")))
+    for pilot in job.get("pilots", []):  # a job with a batch pilot of its own
+        said = f": {pilot['reason']}" if pilot["reason"] else ""
+        print(f"  pilot {pilot['batch_id'] or pilot['id']} ({pilot['scheduler']}, queue "
+              f"{pilot['queue'] or 'default'}): {pilot['state']}{said}")  # fmt: skip
     if job.get("notifications"):
         print(f"  notifications: {len(job['notifications'])} (park notify list)")
 

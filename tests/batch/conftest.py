@@ -44,8 +44,8 @@ def pilot_env(tmp_path: Path, slurm: None, monkeypatch: pytest.MonkeyPatch) -> N
 def pilot_server(tmp_path: Path, pilot_env: None) -> Iterator[ParkServer]:
     """`park serve` with no local workers, able to submit pilots."""
     server = ParkServer(data_dir=tmp_path / "park-data", port=free_port())
-    server.start(timeout=90)  # a loaded machine starts Python slowly
     try:
+        server.start(timeout=90)  # a loaded machine starts Python slowly
         yield server
     finally:
         server.stop()

@@ -42,8 +42,8 @@ def pool_server(tmp_path: Path, pilot_env: None) -> Iterator[ParkServer]:
     server = ParkServer(
         data_dir=tmp_path / "park-data", port=free_port(), extra_args=["--pilots", pool]
     )
-    server.start(timeout=90)  # a loaded machine starts Python slowly
     try:
+        server.start(timeout=90)  # a loaded machine starts Python slowly
         yield server
     finally:
         server.stop()
