@@ -68,14 +68,15 @@ def test_cancelling_the_job_cancels_its_queued_pilot(
 
     def waiting() -> list[str]:
         reasons = http.get(f"/v1/jobs/{job['id']}/explain").json()["reasons"]
-        return [r for r in reasons if r.startswith(f"waiting for pilot {batch_id} in queue debug")]
+        return [r for r in reasons if r.startswith(f"waiting for pilot {batch_id} in queue debug")
+                and "JobHeldUser" in r]  # fmt: skip
 
-    assert "JobHeldUser" in wait_for(waiting, timeout=30)[0]  # Slurm's own reason
-    shown = subprocess.run(
-        [sys.executable, "-m", "park", "show", job["id"], "--server", pilot_server.url],
-        capture_output=True, text=True, timeout=30,
-    ).stdout  # fmt: skip
     try:
+        wait_for(waiting, timeout=30)  # with Slurm's own reason, once the server asked it
+        shown = subprocess.run(
+            [sys.executable, "-m", "park", "show", job["id"], "--server", pilot_server.url],
+            capture_output=True, text=True, timeout=30,
+        ).stdout  # fmt: skip
         assert f"pilot {batch_id} (slurm, queue debug): queued: JobHeldUser" in shown, shown
     finally:
         assert http.post(f"/v1/jobs/{job['id']}/cancel").status_code == 200
