@@ -52,7 +52,9 @@ def test_series_move_when_work_runs(short_lease_server: ParkServer, start_worker
     assert len(leased) == 1
     wait_for(lambda: total(scrape(http), "park_lease_expiries_total") >= 1, timeout=30)
 
-    failing = submit_map(http, "os:getcwd", [1])  # not on the allow list: the unit fails
+    bad = {"function": "park.builtins:sleep", "inputs": ["not a number"]}
+    failing = http.post("/v1/jobs", json={"kind": "map", "spec": bad, "max_attempts": 1}).json()
+    # (its one attempt raises on the worker: the unit fails, and the job)
     start_worker(short_lease_server)
     assert wait_final(http, job["id"], timeout=60)["status"] == "complete"
     wait_final(http, failing["id"], timeout=60)
