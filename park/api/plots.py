@@ -153,6 +153,43 @@ def _history_panel(ax: Axes, result: dict[str, Any]) -> None:
         ax.text(0.5, 0.5, "no history", ha="center", va="center", transform=ax.transAxes)
 
 
+def _surface_panel(ax: Axes, result: dict[str, Any]) -> bool:
+    """A scan's chi-squared over its grid: a heat map for two parameters, a profile for
+    one (more axes: False, and the history is drawn instead)."""
+    import numpy as np
+
+    surface = result.get("surface") or {}
+    names, axes = surface.get("names") or [], surface.get("axes") or []
+    if isinstance(axes, dict):
+        axes = [axes.get(n) for n in names]
+    if len(names) not in (1, 2) or len(axes) != len(names):
+        return False
+    chisq = np.array(surface["chisq"], dtype=float)  # None (not finite there) -> nan
+    best = {n: p["value"] for n, p in result.get("parameters", {}).items()}
+    if len(names) == 1:
+        ax.plot(axes[0], chisq, "-", color="C0", label="χ² on the grid")
+        if names[0] in best:
+            ax.axvline(best[names[0]], color="C3", lw=1, label="best fit")
+        ax.set_xlabel(names[0])
+        ax.set_ylabel("χ²")
+        finite = chisq[np.isfinite(chisq)]
+        if finite.size:
+            _log_scale_if_wide(ax, finite.tolist())
+        ax.legend(loc="upper right", fontsize=8)
+        ax.set_title(f"χ² profile over {names[0]}")
+        return True
+    shown = np.log10(np.where(chisq > 0, chisq, np.nan))
+    mesh = ax.pcolormesh(axes[1], axes[0], shown, shading="nearest", cmap="viridis")
+    ax.figure.colorbar(mesh, ax=ax, label="log10 χ²")
+    if names[0] in best and names[1] in best:
+        ax.plot([best[names[1]]], [best[names[0]]], "r+", ms=12, mew=2, label="best fit")
+        ax.legend(loc="upper right", fontsize=8)
+    ax.set_xlabel(names[1])
+    ax.set_ylabel(names[0])
+    ax.set_title(f"χ² surface over {names[0]} and {names[1]}")
+    return True
+
+
 def _draw_fit(spec: dict[str, Any], result: dict[str, Any]) -> Figure:
     import numpy as np
 
@@ -201,7 +238,8 @@ def _draw_fit(spec: dict[str, Any], result: dict[str, Any]) -> Figure:
         middle.text(0.5, 0.5, "no residuals", ha="center", va="center",
                     transform=middle.transAxes)  # fmt: skip
     middle.set_xlabel("x")
-    _history_panel(bottom, result)
+    if result.get("method") != "scan" or not _surface_panel(bottom, result):
+        _history_panel(bottom, result)
     return figure
 
 
