@@ -54,7 +54,7 @@ def test_a_job_is_picked_up_by_id_from_a_new_process_while_it_runs(tmp_path: Pat
         job_id = run_script(
             """
             job = park.submit("map", {"function": "park.builtins:sleep",
-                                      "inputs": [0.3] * 8, "chunk": 1},
+                                      "inputs": [1.0] * 8, "chunk": 1},
                               tags={"name": "handover"})
             print(job.id)
             """,
@@ -70,6 +70,6 @@ def test_a_job_is_picked_up_by_id_from_a_new_process_while_it_runs(tmp_path: Pat
             """,
             server.url,
         )
-        assert found == f"{job_id} {[0.3] * 8}"
+        assert found == f"{job_id} {[1.0] * 8}"
     finally:
         server.stop()

@@ -71,9 +71,11 @@ def test_map_jobs_run_on_two_workers_and_keep_input_order(park_server, start_wor
         assert done["w0"] >= 1 and done["w1"] >= 1, done
         assert done["w0"] + done["w1"] == 8 + 4 + 3
 
-        # The job list: {"jobs": [...], "offset": N}, newest first, filterable.
+        # The job list: {"jobs": [...], "next": cursor, "offset": N}, newest first,
+        # filterable; one page holds them all here, so there is no next page.
         listing = http.get("/v1/jobs").json()
-        assert set(listing) == {"jobs", "offset"}
+        assert set(listing) == {"jobs", "next", "offset"}
+        assert listing["next"] is None
         ids = [j["id"] for j in listing["jobs"]]
         assert ids == [jobs[n][0]["id"] for n in ("burn", "chunked", "sleep")]
         assert all(j["status"] == "complete" for j in listing["jobs"])

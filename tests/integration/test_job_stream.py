@@ -32,7 +32,8 @@ def active_jobs(server: ParkServer, **params: Any) -> dict[str, dict[str, Any]]:
         f"{server.url}/v1/jobs", params={"status": ["pending", "running"], **params}
     ).json()
     return {
-        j["id"]: {k: v for k, v in j.items() if k not in ("spec", "error")} for j in listed["jobs"]
+        j["id"]: {k: v for k, v in j.items() if k not in ("spec", "error", "notify")}
+        for j in listed["jobs"]
     }
 
 
