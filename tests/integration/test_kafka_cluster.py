@@ -188,17 +188,21 @@ def test_two_api_servers_a_leader_killed_mid_run_and_three_workers(
         decisions = [e for e in events_of(records, "work.requested") if not e.get("pending")]
         assert decisions and all(e["request_id"] for e in decisions)
 
-        # The ledger charges what the completions say, and the same through either server.
+        # The ledger charges what the completions say (slot time at normal's price of 1),
+        # and the same through either server.
         cpu: Counter[str] = Counter()
+        slot: Counter[str] = Counter()
         for (event,) in completions.values():
             if event["job_id"] in expected and expected[event["job_id"]] is burns:
                 cpu["normal"] += event["cpu_seconds"]
+                slot["normal"] += event.get("slot_seconds", 0.0)
+        assert slot["normal"] >= 0.9 * cpu["normal"] > 0  # burn units held their CPU
         wait_for(lambda: jobs_and_ledger(a.url) == jobs_and_ledger(b.url), timeout=20)
         _, table, ledger = jobs_and_ledger(a.url)
         assert len(table) == len(expected)
         row = ledger["users"][user]
         assert row["units"] == len(units)
-        assert row["priorities"]["normal"]["charged"] == pytest.approx(cpu["normal"], rel=1e-9)
+        assert row["priorities"]["normal"]["charged"] == pytest.approx(slot["normal"], rel=1e-9)
         assert row["reserved"] == pytest.approx(0.0, abs=1e-9)
 
     # Every decision replays to the same grants, though other servers wrote between them.
