@@ -74,6 +74,9 @@ def test_max_load_pauses_while_others_load_the_machine_and_resumes(
         start_worker(park_server, 1, "--max-load", str(limit))
         log = tmp_path / "worker-0.log"
         wait_for(lambda: log.exists() and "paused" in log.read_text(), timeout=60)
+        # A slot's lease begun before the first load reading may still be polling: a gated
+        # desktop polls for at most 1 s, so after that every slot has seen the pause.
+        time.sleep(1.5)
         http = httpx.Client(base_url=park_server.url, timeout=10.0)
         job = submit_map(http, "park.builtins:sleep", [0.05, 0.05])
         time.sleep(3.0)
