@@ -4,7 +4,6 @@ or a Kafka topic shared with other servers; `park scheduler`: a scheduler alone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import os
 from collections.abc import Awaitable, Callable
@@ -19,6 +18,7 @@ from park.api.auth import Role, TokenTable
 from park.events.sqlite import SqliteEventLog
 from park.scheduler.config import PolicyConfig
 from park.service.archive_store import ArchiveStore
+from park.service.background import BackgroundTask
 from park.service.engine import ParkService, ServiceConfig
 from park.service.limits import UserLimits
 from park.service.snapshots import SnapshotStore
@@ -159,7 +159,7 @@ def serve(options: ServeOptions) -> None:
 
     app = create_app(
         service,
-        ApiSettings(tokens=tokens, sends_mail=notifier.notifier.mailer is not None),
+        ApiSettings(tokens=tokens, sends_mail=notifier.runner.mailer is not None),
         on_startup=start_workers,
         on_shutdown=stop_workers,
     )
@@ -184,7 +184,7 @@ def notifier_task(
 ) -> NotifierTask:
     """The notifier runs in the server: always on its own SQLite log (where it takes over
     attempts its previous run left), only while it leads the scheduler on a Kafka log."""
-    from park.notify.config import NotifierTask, notify_settings
+    from park.notify.config import notifier_task, notify_settings
 
     try:
         settings = notify_settings(options, options.data_dir, url)
@@ -192,8 +192,8 @@ def notifier_task(
         raise ConfigError(str(err)) from err
     if is_kafka(options.log):
         leading: Callable[[], bool] = lambda: bool(getattr(service, "leading", False))  # noqa: E731
-        return NotifierTask.build(service, settings, active=leading, takeover=False)
-    return NotifierTask.build(service, settings, active=lambda: True, takeover=True)
+        return notifier_task(service, settings, active=leading, takeover=False)
+    return notifier_task(service, settings, active=lambda: True, takeover=True)
 
 
 def serve_banner(options: ServeSettings, *, workers: int) -> Callable[[str], str]:
@@ -218,7 +218,7 @@ def serve_banner(options: ServeSettings, *, workers: int) -> Callable[[str], str
 
 def pilot_manager(
     options: ServeOptions, service: ParkService, url: str, token: str | None
-) -> PilotTask | None:
+) -> BackgroundTask[Any] | None:
     """Batch pilots (private ones, and the adaptive pool) are run by a server on its own
     SQLite log; with a shared Kafka log they are not managed yet."""
     from park.batch.manager import PilotManager, PilotSettings
@@ -238,23 +238,7 @@ def pilot_manager(
         token=token,
         pool=pool,
     )
-    return PilotTask(PilotManager(service, settings))
-
-
-class PilotTask:
-    def __init__(self, manager: Any) -> None:
-        self.manager = manager
-        self.task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self.task = asyncio.create_task(self.manager.run(), name="park-pilots")
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-            self.task = None
+    return BackgroundTask("park-pilots", PilotManager(service, settings))
 
 
 class ParkUvicorn(uvicorn.Server):

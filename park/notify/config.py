@@ -14,6 +14,7 @@ from pathlib import Path
 from park.notify.notifier import Notifier, NotifySettings, webhook_secret
 from park.notify.plan import DigestSchedule
 from park.notify.send import SmtpSettings
+from park.service.background import BackgroundTask
 from park.service.engine import ParkService
 from park.settings import NotifierSettings, NotifyFields
 
@@ -33,33 +34,19 @@ def notify_settings(s: NotifyFields, data_dir: Path, default_url: str) -> Notify
     )
 
 
-class NotifierTask:
+NotifierTask = BackgroundTask[Notifier]
+
+
+def notifier_task(
+    service: ParkService,
+    settings: NotifySettings,
+    *,
+    active: Callable[[], bool],
+    takeover: bool,
+) -> NotifierTask:
     """The notifier as a background task of a server process."""
-
-    def __init__(self, notifier: Notifier) -> None:
-        self.notifier = notifier
-        self.task: asyncio.Task[None] | None = None
-
-    @classmethod
-    def build(
-        cls,
-        service: ParkService,
-        settings: NotifySettings,
-        *,
-        active: Callable[[], bool],
-        takeover: bool,
-    ) -> NotifierTask:
-        return cls(Notifier(service, settings, active=active, takeover=takeover))
-
-    def start(self) -> None:
-        self.task = asyncio.create_task(self.notifier.run(), name="park-notifier")
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-            self.task = None
+    notifier = Notifier(service, settings, active=active, takeover=takeover)
+    return BackgroundTask("park-notifier", notifier)
 
 
 def run_notifier(options: NotifierSettings) -> None:
@@ -107,7 +94,7 @@ def run_notifier(options: NotifierSettings) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await service.start()
-        task = NotifierTask.build(service, settings, active=lambda: leading, takeover=False)
+        task = notifier_task(service, settings, active=lambda: leading, takeover=False)
         task.start()
         electing = asyncio.create_task(election.run(elected, deposed))
         try:
