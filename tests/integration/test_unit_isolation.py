@@ -91,17 +91,17 @@ def test_cancelling_a_sleep_job_frees_both_workers_for_another_users_job(server,
         waiting = submit(other, SLEEP, [1.0, 1.0])
         assert get_job(other, waiting["id"])["status"] == "pending"
 
-        cancelled_at = time.monotonic()
         assert hog.post(f"/v1/jobs/{forever['id']}/cancel").status_code == 200
+        answered_at = time.time()
         done = wait_final(other, waiting["id"], timeout=30)
-        took = time.monotonic() - cancelled_at
         assert done["status"] == "complete", done
-        # Both workers stopped their 1e6-second units and ran one unit of the new job each.
+        # Both workers stopped their 1e6-second units and ran one unit of the new job each,
+        # each granted (so its worker was free again) within 5 s of the cancel's answer.
         records = all_events(other)
-        ran = {e["worker_id"] for e in events_of(records, "unit.granted")
-               if e["job_id"] == waiting["id"]}  # fmt: skip
-        assert len(ran) == 2, ran
-        assert took < 10.0, f"the other user's job took {took:.1f} s after the cancel"
+        grants = [e for e in events_of(records, "unit.granted") if e["job_id"] == waiting["id"]]
+        assert len({e["worker_id"] for e in grants}) == 2, grants
+        freed = max(e["at"] for e in grants) - answered_at
+        assert freed < 5.0, f"both workers were free only {freed:.1f} s after the cancel"
 
 
 def test_a_unit_past_its_time_limit_is_stopped_and_fails_its_attempts(server, start_worker):
