@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from tests.support import ParkServer, free_port
 
@@ -30,6 +30,12 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+# Playwright's assertions wait 5 s by default (the context's default timeout does not apply
+# to them); on this loaded machine a server's first plot alone (matplotlib imported, then
+# drawn) was seen to take 4-6.5 s. Waits end as soon as their condition holds.
+EXPECT_TIMEOUT_MS = 20_000
+expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 
 TOKENS = "ann-secret ann\nbob-secret bob\nworker-secret pool worker\n"
 

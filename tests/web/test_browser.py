@@ -114,7 +114,9 @@ def test_a_fit_job_page_shows_its_plot(page: Page, web_server: ParkServer, artif
     expect(page.locator("#job-id")).to_have_text(job_id)
     expect(page.locator("#job-status")).to_have_text("complete", timeout=60_000)
     plot = page.locator("#job-plot-img")
-    expect(plot).to_have_attribute("data-loaded", "true")
+    # The server's first plot: matplotlib is imported, then the figure drawn (seconds here).
+    expect(plot).to_have_attribute("data-loaded", "true", timeout=60_000)
+    expect(page.locator("#job-plot-note")).to_be_hidden()
     width = plot.evaluate("img => img.complete ? img.naturalWidth : 0")
     assert width > 300
     expect(page.locator("#job-progress")).to_have_js_property("value", 1)

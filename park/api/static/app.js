@@ -818,6 +818,7 @@
       box.replaceChildren(el("p", { class: "muted", text: `Result: ${err.message}` }));
     }
     if (page.generation !== generation) return;
+    note.textContent = "Drawing the plot…"; // (the server's first plot takes seconds)
     await loadPlot(`${base}/plot.svg`, $("#job-plot-img"), note);
   }
 
