@@ -93,6 +93,8 @@ class Worker(Open):
     left_at: float | None
     units_leased: int
     units_done: int
+    current_jobs: list[str] = Field(description="the jobs of the units it holds now")
+    units_per_minute: float = Field(description="units done per minute since it joined")
 
 
 class WorkerList(Open):

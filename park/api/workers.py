@@ -13,7 +13,7 @@ from park.api.auth import Role
 from park.api.schemas import HeartbeatUnits, LeaseRequest, RegisterWorker, Reports
 from park.errors import Forbidden
 from park.kinds import KINDS
-from park.projections.views import worker_json
+from park.projections.views import worker_activity, worker_json
 from park.service.engine import LeasedUnit
 
 router = APIRouter()
@@ -64,8 +64,13 @@ async def register_worker(body: RegisterWorker, service: Service, who: Who) -> d
 
 @router.get("/v1/workers")
 async def list_workers(service: Service, who: Who, active: bool = True) -> dict[str, Any]:
-    workers = [worker_json(w) for w in service.state.workers.values() if w.active or not active]
-    return {"workers": workers, "offset": service.state.offset}
+    state, now = service.state, service.clock()
+    workers = [
+        {**worker_json(w), **worker_activity(state, w, now)}
+        for w in state.workers.values()
+        if w.active or not active
+    ]
+    return {"workers": workers, "offset": state.offset}
 
 
 @router.delete("/v1/workers/{worker_id}", status_code=204)

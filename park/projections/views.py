@@ -71,6 +71,15 @@ def notice_json(notice: Notice) -> dict[str, Any]:
     }
 
 
+def worker_activity(state: ParkState, worker: WorkerView, now: float) -> dict[str, Any]:
+    """What a worker is doing, for the pool's page: the jobs of the units it holds, and
+    its units done per minute since it joined (over at least a minute, so a worker that
+    just joined does not show a burst)."""
+    jobs = sorted({state.units[u].job_id for u in worker.units if u in state.units})
+    minutes = max((worker.left_at or now) - worker.joined_at, 60.0) / 60.0
+    return {"current_jobs": jobs, "units_per_minute": worker.units_done / minutes}
+
+
 def worker_json(worker: WorkerView) -> dict[str, Any]:
     return {
         "id": worker.id,

@@ -124,6 +124,23 @@ def test_units_need_the_owners_token_when_tokens_are_on(tmp_path: Path) -> None:
         assert client.get("/v1/ledger/plot.svg", headers=bob).status_code == 200
 
 
+def test_the_pool_shows_each_workers_current_job_and_rate(tmp_path: Path) -> None:
+    now = [1000.0]
+    service = ParkService(SqliteEventLog.in_data_dir(tmp_path), clock=lambda: now[0])
+    with TestClient(create_app(service)) as client:
+        first = submit_map(client, [1, 2, 3, 4])
+        busy = client.post("/v1/workers", json={"name": "busy", "cpus": 4}).json()["id"]
+        idle = client.post("/v1/workers", json={"name": "idle", "cpus": 1}).json()["id"]
+        units = client.post(f"/v1/workers/{busy}/lease", json={"max_units": 4}).json()["units"]
+        reports = [{"unit_id": u["id"], "result": u["payload"]["items"]} for u in units[:3]]
+        assert client.post(f"/v1/workers/{busy}/reports", json={"reports": reports}).is_success
+        now[0] += 90.0  # 3 units in a minute and a half
+        pool = {w["id"]: w for w in client.get("/v1/workers").json()["workers"]}
+        assert pool[busy]["current_jobs"] == [first]  # its fourth unit is still out
+        assert pool[busy]["units_per_minute"] == pytest.approx(2.0)
+        assert pool[idle]["current_jobs"] == [] and pool[idle]["units_per_minute"] == 0.0
+
+
 def test_a_plot_is_409_until_the_job_ends_then_svg(client: TestClient) -> None:
     job_id = submit_map(client, [1.0, 2.0, 4.0])
     early = client.get(f"/v1/jobs/{job_id}/plot.svg", headers=ANN)
