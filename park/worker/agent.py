@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -282,37 +283,60 @@ class WorkerAgent:
     async def _run_units(
         self, child: Child, units: list[dict[str, Any]]
     ) -> tuple[list[dict[str, Any]], Child]:
-        """Run a batch one unit at a time in `child`, replacing the child whenever a unit
-        must be stopped (out of time, or the server said so) or it dies. Returns the
-        reports (none for units the server stopped) and the child now in use."""
-        reports = []
-        for unit in units:
-            unit_id = unit["id"]
-            if unit_id in self._stopped:
-                continue
-            limit = unit.get("time_limit")
-            self._running[unit_id] = child
-            started = time.perf_counter()
+        """Run a batch in `child`, sent in one message, its reports read as they come,
+        replacing the child whenever a unit must be stopped (out of time, or the server
+        said so) or it dies; the rest of the batch then goes to the new child. Returns
+        the reports (none for units the server stopped) and the child now in use."""
+        reports: list[dict[str, Any]] = []
+        pending = deque(units)
+        while pending:
+            pending = deque(u for u in pending if u["id"] not in self._stopped)
+            if not pending:
+                break
+            begun = time.monotonic()  # when the batch's first unit began, at the latest
             try:
-                reports.append(await asyncio.wait_for(child.run(unit, self.allow.patterns), limit))
+                await child.send(list(pending), self.allow.patterns)
+                async with asyncio.timeout(None) as limit:
+                    while pending:
+                        unit_id = pending[0]["id"]
+                        self._running[unit_id] = child
+                        if unit_id in self._stopped:  # begun since the server said so
+                            child.kill()
+                        seconds = pending[0].get("time_limit")
+                        deadline = None
+                        if seconds is not None:  # on the loop's clock, from when it began
+                            left = begun + seconds - time.monotonic()
+                            deadline = asyncio.get_running_loop().time() + left
+                        limit.reschedule(deadline)
+                        begun, report = await child.next_report()
+                        del self._running[unit_id]
+                        pending.popleft()
+                        if unit_id not in self._stopped:
+                            reports.append(report)
             except (TimeoutError, ChildLost) as err:
+                unit = pending[0]
+                unit_id, seconds = unit["id"], unit.get("time_limit")
+                self._running.pop(unit_id, None)
                 code = child.proc.returncode if child.proc is not None else None
+                killed = child.killed and not isinstance(err, TimeoutError)
                 await child.close()
                 child = await self._fresh_child()
                 if unit_id in self._stopped:
                     log.warning("stopped unit %s: the server no longer leases it here", unit_id)
+                    pending.popleft()
                     continue
+                if killed:  # for another unit of the batch, reported just before: run again
+                    continue
+                pending.popleft()
                 if isinstance(err, TimeoutError):
                     error = (
-                        f"stopped after {limit:g} s: the unit ran out of time (max_unit_seconds)"
+                        f"stopped after {seconds:g} s: the unit ran out of time (max_unit_seconds)"
                     )
                 else:
                     error = f"the child process running it died (exit code {code})"
-                wall = time.perf_counter() - started
+                wall = time.monotonic() - begun
                 lost = UnitReport(unit_id, False, error=error, wall_seconds=wall)
                 reports.append(dataclasses.asdict(lost))
-            finally:
-                self._running.pop(unit_id, None)
         return reports, child
 
     async def _fresh_child(self) -> Child:
