@@ -31,6 +31,21 @@ from park.worker.runner import AllowList, run_unit
 MAX_LINE = 256 * 1024 * 1024
 
 
+# The child's first lines, before anything else is imported (importing park and numpy takes
+# seconds on a busy machine): it dies with the agent even while it is still starting.
+START = """\
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+except Exception:
+    pass
+if os.getppid() != int(sys.argv[1]):
+    os._exit(1)
+from park.worker.child import main
+main()
+"""
+
+
 class ChildLost(Exception):
     """The child died (killed on purpose, or crashed) before it answered."""
 
@@ -44,7 +59,7 @@ class Child:
 
     async def start(self) -> Child:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "from park.worker.child import main; main()", str(os.getpid()),
+            sys.executable, "-c", START, str(os.getpid()),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=MAX_LINE,
         )  # fmt: skip
         return self
