@@ -66,9 +66,15 @@ def _finite(value: Any) -> bool:
 
 
 def _log_scale_if_wide(ax: Axes, values: Sequence[float]) -> None:
+    from matplotlib.ticker import LogFormatter
+
     positive = [v for v in values if v > 0]
     if positive and len(positive) == len(values) and max(positive) > 20 * min(positive):
         ax.set_yscale("log")
+        # Plain labels (1e+06, 100, 0.5): the default ones are math text, which is off
+        # (text.parse_math) and would show as `$\mathdefault{10^{6}}$`.
+        ax.yaxis.set_major_formatter(LogFormatter())
+        ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
 
 
 # -- fits -----------------------------------------------------------------------------
@@ -178,6 +184,7 @@ def _surface_panel(ax: Axes, result: dict[str, Any]) -> bool:
         ax.legend(loc="upper right", fontsize=8)
         ax.set_title(f"χ² profile over {names[0]}")
         return True
+    ax.grid(False)  # (grid lines would cross the cells)
     shown = np.log10(np.where(chisq > 0, chisq, np.nan))
     mesh = ax.pcolormesh(axes[1], axes[0], shown, shading="nearest", cmap="viridis")
     ax.figure.colorbar(mesh, ax=ax, label="log10 χ²")

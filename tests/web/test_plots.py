@@ -66,6 +66,14 @@ def test_every_method_draws_its_history(method: str) -> None:
     assert {"de": "per generation", "multistart": "per start", "scan": "per chunk"}[method] in text
 
 
+def test_a_log_axis_reads_as_numbers() -> None:
+    """A wide χ² range is drawn on a log axis, labelled in plain numbers (math text is
+    off, so matplotlib's default labels would read `$\\mathdefault{10^{2}}$`)."""
+    text = text_of(fit_svg(spec_of("a*x + b"), result_of("de", HISTORIES["de"])))
+    assert "mathdefault" not in text and "$" not in text
+    assert "1000" in text.split() or "1e+03" in text.split(), text
+
+
 def test_a_worker_side_function_is_not_run_on_the_server() -> None:
     spec = spec_of({"function": "not_a_module_anywhere:f"})
     text = text_of(fit_svg(spec, result_of("multistart", HISTORIES["multistart"])))
