@@ -36,8 +36,10 @@ def status_of(server: ParkServer, job_id: str, headers: dict[str, str] = ANN) ->
 
 
 def open_live(page: Page, url: str) -> None:
-    """Open the page and wait until its table follows the stream (snapshot received)."""
+    """Open the page on its active view and wait until its table follows the stream
+    (snapshot received)."""
     page.goto(url)
+    page.select_option("#filter-status", "active")
     expect(page.locator("#conn")).to_have_attribute("data-state", "live")
     expect(page.locator("#conn")).to_have_attribute("data-offset", lambda_any())
 
@@ -120,7 +122,7 @@ def test_a_fit_job_page_shows_its_plot(page: Page, web_server: ParkServer, artif
     width = plot.evaluate("img => img.complete ? img.naturalWidth : 0")
     assert width > 300
     expect(page.locator("#job-progress")).to_have_js_property("value", 1)
-    expect(page.locator("#job-reasons li").first).to_contain_text("complete")
+    expect(page.locator("#job-why")).to_be_hidden()  # a finished job waits for nothing
     expect(page.locator("#job-result table.params tbody tr")).to_have_count(2)
     expect(page.locator("#job-facts")).to_contain_text("name=saturation")
     page.screenshot(path=str(artifacts / "job-page.png"), full_page=True)
@@ -190,6 +192,7 @@ def test_a_pasted_token_is_kept_and_sent(page: Page, token_server: ParkServer) -
 
     # Her own: cancelled, with the token the page kept (after a reload, too).
     page.reload()
+    page.select_option("#filter-status", "active")
     expect(page.locator("#token-state")).to_have_text("token in use")
     page.locator(f'#jobs tr[data-job-id="{anns}"] button.cancel').click()
     expect(page.locator(f'#jobs tr[data-job-id="{anns}"]')).to_have_count(0)

@@ -12,6 +12,8 @@
   const ACTIVE = new Set(["pending", "running"]);
   const PRIORITY_RANK = { free: 0, low: 1, normal: 2, high: 3, urgent: 4 };
   const FINISHED_KEPT = 200; // finished jobs the table remembers (newest first)
+  const RECENT_FINISHED = 20; // finished jobs the default view shows beside the active ones
+  const SPEC_LIST_SHOWN = 12; // values of a list a job's spec shows (its data, its inputs)
   const FINISHED_PAGE = 100; // finished jobs asked for at a time (in memory or archived)
   const JOB_POLL_MS = 1000;
   const WORKERS_POLL_MS = 2000;
@@ -42,6 +44,34 @@
     if (!Number.isFinite(value)) return String(value);
     if (Number.isInteger(value) && Math.abs(value) < 1e9) return String(value);
     return Number(value.toPrecision(digits)).toString();
+  }
+
+  function fmtDuration(seconds) {
+    if (seconds < 60) return `${seconds.toFixed(1)} s`;
+    const minutes = Math.floor(seconds / 60);
+    if (minutes < 60) return `${minutes} min ${Math.floor(seconds % 60)} s`;
+    return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+  }
+
+  // A spec as JSON for people: a list of plain values on one line, long ones shortened
+  // (a fit's data would otherwise take a line per number).
+  function specText(value, indent = "") {
+    const inner = `${indent}  `;
+    if (Array.isArray(value)) {
+      if (value.every((v) => v === null || typeof v !== "object")) {
+        const shown = value.slice(0, SPEC_LIST_SHOWN).map((v) => JSON.stringify(v));
+        if (value.length > SPEC_LIST_SHOWN) shown.push(`… ${value.length - SPEC_LIST_SHOWN} more`);
+        return `[${shown.join(", ")}]`;
+      }
+      return `[\n${value.map((v) => inner + specText(v, inner)).join(",\n")}\n${indent}]`;
+    }
+    if (value !== null && typeof value === "object") {
+      const entries = Object.entries(value);
+      if (!entries.length) return "{}";
+      const lines = entries.map(([k, v]) => `${inner}${JSON.stringify(k)}: ${specText(v, inner)}`);
+      return `{\n${lines.join(",\n")}\n${indent}}`;
+    }
+    return JSON.stringify(value);
   }
 
   function fmtTime(seconds) {
@@ -427,6 +457,13 @@
     const { user, tag, status } = filters();
     let jobs;
     if (status === "active") jobs = [...table.active.values()];
+    else if (status === "recent") {
+      // The active jobs and the newest finished ones: work that just ended stays in view.
+      jobs = [...table.active.values()];
+      const done = [...table.finished.values()].filter((j) => !table.active.has(j.id));
+      done.sort((a, b) => (b.finished_at ?? 0) - (a.finished_at ?? 0));
+      jobs.push(...done.slice(0, RECENT_FINISHED));
+    }
     else if (ACTIVE.has(status)) jobs = [...table.active.values()].filter((j) => j.status === status);
     else if (status === "finished") jobs = [...table.finished.values()];
     else if (FINAL.has(status)) jobs = [...table.finished.values()].filter((j) => j.status === status);
@@ -519,7 +556,8 @@
     }
     $("#jobs-empty").hidden = jobs.length > 0;
     const { status } = filters();
-    $("#jobs-more").hidden = status === "active" || ACTIVE.has(status) || table.finishedNext === null;
+    $("#jobs-more").hidden =
+      status === "active" || status === "recent" || ACTIVE.has(status) || table.finishedNext === null;
     $("#job-count").textContent =
       `${jobs.length} job(s) shown · ${table.active.size} active` +
       (table.offset === null ? "" : ` · log offset ${table.offset}`);
@@ -563,7 +601,7 @@
 
   // -- a job's page ---------------------------------------------------------------------
 
-  const page = { job: null, id: null, timer: null, generation: 0, ended: false };
+  const page = { job: null, id: null, timer: null, generation: 0, ended: false, specShown: false };
 
   function closeJobPage() {
     clearTimeout(page.timer);
@@ -577,6 +615,10 @@
     closeJobPage();
     page.id = id;
     page.ended = false;
+    page.specShown = false;
+    $("#job-spec").textContent = "";
+    $("#job-spec-box").hidden = true;
+    $("#job-spec-box").open = false;
     $("#job-id").textContent = id;
     $("#job-status").textContent = "";
     $("#job-status").className = "status";
@@ -624,6 +666,7 @@
     badge.textContent = job.status;
     badge.className = `status ${job.status}`;
     const facts = [
+      ...(job.name ? [["name", job.name]] : []),
       ["user", job.user],
       ["kind", job.kind],
       ["priority", job.priority],
@@ -631,11 +674,23 @@
       ["started", fmtTime(job.started_at)],
       ["finished", fmtTime(job.finished_at)],
     ];
+    if (job.started_at) {
+      const end = job.finished_at || Date.now() / 1000;
+      facts.push([job.finished_at ? "duration" : "running for", fmtDuration(end - job.started_at)]);
+    }
     const tags = Object.entries(job.tags || {})
       .filter(([k]) => k !== "user")
       .map(([k, v]) => `${k}=${v}`);
     if (tags.length) facts.push(["tags", tags.join(", ")]);
     $("#job-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
+    if (job.spec && !page.specShown) { // (a spec never changes: drawn once per page)
+      $("#job-spec").textContent = specText(job.spec);
+      page.specShown = true;
+    }
+    $("#job-spec-box").hidden = !page.specShown;
+    // A finished job waits for nothing: no "Why it waits"; a running one tells its progress.
+    $("#job-why").hidden = FINAL.has(job.status);
+    $("#job-why-title").textContent = job.status === "running" ? "How far it is" : "Why it waits";
     const progress = progressOf(job);
     $("#job-progress").value = progress.fraction;
     $("#job-progress-text").textContent = progress.text;
@@ -704,6 +759,7 @@
     if (answer.current_share !== null) facts.push(`current share ${fmtNumber(answer.current_share, 3)}`);
     if (answer.target_share !== null) facts.push(`target share ${fmtNumber(answer.target_share, 3)}`);
     if (answer.estimated_start !== null) facts.push(`estimated start ${fmtTime(answer.estimated_start)}`);
+    if (answer.expected_finish) facts.push(`expected finish ${fmtTime(answer.expected_finish)}`);
     $("#job-explain-facts").textContent = facts.join(" · ");
   }
 
@@ -784,16 +840,40 @@
         el("td", { class: "num", text: fmtNumber(p.value, 8) }),
         el("td", { class: "num", text: p.fixed ? "fixed" : fmtNumber(p.stderr, 4) })),
     );
-    const stats = `χ² ${fmtNumber(result.chisq)} · reduced χ² ${fmtNumber(result.redchi)} · ` +
+    let stats = `χ² ${fmtNumber(result.chisq)} · reduced χ² ${fmtNumber(result.redchi)} · ` +
       `${result.dof} dof · ${result.ndata} points · ${result.nfev} evaluations`;
+    if (result.aic !== undefined && result.aic !== null) {
+      stats += ` · AIC ${fmtNumber(result.aic, 6)} · BIC ${fmtNumber(result.bic, 6)}`;
+    }
+    if (result.rsquared !== undefined && result.rsquared !== null) stats += ` · R² ${fmtNumber(result.rsquared, 6)}`;
     return [
       el("p", { text: stats }),
       el("table", { class: "grid params" },
         el("thead", {}, el("tr", {}, el("th", { text: "Parameter" }), el("th", { text: "Value" }),
           el("th", { text: "Std. error" }))),
         el("tbody", {}, ...rows)),
+      result.covariance_scaling ? el("p", { class: "muted", text: `Standard errors: ${result.covariance_scaling}.` }) : null,
+      correlationTable(result.correlation),
       result.warning ? el("p", { class: "error-text", text: result.warning }) : null,
     ];
+  }
+
+  // Pairs of parameters correlated above 0.1 in size, strongest first (as lmfit reports).
+  function correlationTable(correlation) {
+    if (!correlation) return null;
+    const { names, matrix } = correlation;
+    const pairs = [];
+    for (let i = 0; i < names.length; i++) {
+      for (let j = i + 1; j < names.length; j++) {
+        if (Math.abs(matrix[i][j]) > 0.1) pairs.push([names[i], names[j], matrix[i][j]]);
+      }
+    }
+    pairs.sort((a, b) => Math.abs(b[2]) - Math.abs(a[2]));
+    if (!pairs.length) return el("p", { class: "muted", text: "No correlation above 0.1 in size." });
+    return el("table", { class: "grid correlations" },
+      el("thead", {}, el("tr", {}, el("th", { text: "Parameters" }), el("th", { text: "Correlation" }))),
+      el("tbody", {}, ...pairs.map(([a, b, c]) =>
+        el("tr", {}, el("td", { text: `${a}, ${b}` }), el("td", { class: "num", text: c.toFixed(4) })))));
   }
 
   async function showOutcome(job, generation) {
@@ -848,6 +928,15 @@
 
   let workersTimer = null;
 
+  // The jobs whose units a worker holds, each a link to its page; "idle" when none.
+  function currentJobs(ids) {
+    if (!ids.length) return [el("span", { class: "muted", text: "idle" })];
+    return ids.flatMap((id, i) => [
+      i ? ", " : null,
+      el("a", { href: `#/jobs/${encodeURIComponent(id)}` }, el("code", { text: id })),
+    ]);
+  }
+
   async function showWorkers() {
     clearTimeout(workersTimer);
     try {
@@ -859,8 +948,10 @@
           el("td", { class: "num", text: w.cpus }),
           el("td", { text: w.owner || "–" }),
           el("td", { text: w.job ? `${w.policy} (${w.job})` : w.policy }),
+          el("td", { class: "current-job" }, ...currentJobs(w.current_jobs || [])),
           el("td", { class: "num", text: w.units_leased }),
           el("td", { class: "num", text: w.units_done }),
+          el("td", { class: "num units-per-minute", text: fmtNumber(w.units_per_minute ?? 0, 3) }),
           el("td", { text: fmtTime(w.last_seen) }),
           el("td", {}, w.pilot ? el("code", { text: w.pilot }) : "–")),
       );
