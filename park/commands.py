@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any, get_args
+from typing import Any, NotRequired, TypedDict, Unpack, get_args
 from urllib.parse import urlsplit
 
 from park.domain import MAX_ATTEMPTS_LIMIT, Priority, UnitReport, UnitStatus, WorkerPolicy
@@ -262,21 +262,26 @@ def change_tags(
     return [JobTagsChanged(at=now, job_id=job_id, tags=changes)]
 
 
+class WorkerDetails(TypedDict):
+    """What a worker says of itself when it registers (the one list of these keywords:
+    the service's `register_worker` takes them as they are)."""
+
+    name: str
+    cpus: int
+    owner: NotRequired[str | None]
+    policy: NotRequired[WorkerPolicy]
+    job_id: NotRequired[str | None]
+    registered_by: NotRequired[str | None]
+    pilot_id: NotRequired[str | None]
+    until: NotRequired[float | None]
+    allowed: NotRequired[Sequence[str] | None]
+
+
 def register_worker(
-    state: ParkState,
-    *,
-    worker_id: str,
-    name: str,
-    cpus: int,
-    owner: str | None,
-    policy: WorkerPolicy,
-    job_id: str | None,
-    now: float,
-    registered_by: str | None = None,
-    pilot_id: str | None = None,
-    until: float | None = None,
-    allowed: Sequence[str] | None = None,
+    state: ParkState, *, worker_id: str, now: float, **details: Unpack[WorkerDetails]
 ) -> list[Event]:
+    owner, job_id = details.get("owner"), details.get("job_id")
+    policy = details.get("policy", WorkerPolicy.ANY)
     if policy in (WorkerPolicy.OWN_ONLY, WorkerPolicy.OWN_FIRST) and not owner:
         raise InvalidRequest(f"owner: policy {policy} needs an owner", field="owner")
     if policy is WorkerPolicy.JOB:
@@ -284,18 +289,19 @@ def register_worker(
             raise InvalidRequest("job: policy 'job' needs a job id", field="job")
         if job_id not in state.jobs:
             raise NotFound(f"job: no job {job_id!r}", field="job")
+    allowed = details.get("allowed")
     return [
         WorkerJoined(
             at=now,
             worker_id=worker_id,
-            name=name,
-            cpus=cpus,
+            name=details["name"],
+            cpus=details["cpus"],
             owner=owner,
             policy=policy,
             job_id=job_id,
-            registered_by=registered_by,
-            pilot_id=pilot_id,
-            until=until,
+            registered_by=details.get("registered_by"),
+            pilot_id=details.get("pilot_id"),
+            until=details.get("until"),
             allowed=list(allowed) if allowed is not None else None,
         )
     ]

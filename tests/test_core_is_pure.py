@@ -1,4 +1,5 @@
-"""The core imports no I/O library: events schema, projections, scheduler, kinds, commands."""
+"""The core imports no I/O library: events schema, projections, scheduler, kinds, commands,
+the step/fold core and the ask bookkeeping of the Kafka mode."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ CORE = [
     PARK / "events" / "upcasting.py",
     PARK / "events" / "published.py",
     PARK / "commands.py",
+    PARK / "core.py",
+    PARK / "protocol.py",
+    PARK / "service" / "asks.py",
     PARK / "domain.py",
     PARK / "errors.py",
     *sorted((PARK / "projections").rglob("*.py")),

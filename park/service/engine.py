@@ -1,10 +1,16 @@
-"""The park service: runs commands against the projections, appends their events, folds.
+"""The park service: the edge around the pure core (park/core.py) that does the I/O.
 
-This is the application layer between the pure core and the edges. Every state change
-goes the same way: under one lock, `decide` (park.commands) turns a command into events,
-the log appends them, and the projections fold them with the offsets the log assigned. A
-second step, `settle`, moves job state machines on (plans units, records outcomes).
-Background tasks reap expired leases and write snapshots.
+Every state change goes the same way: under one lock, `core.step` decides a command's
+events, the log appends them, `core.fold` folds them with the offsets the log assigned
+and says what changed, and the service acts on the changes: it wakes lease long-polls
+when work appeared, tells the job feed and the archive, and settles the jobs touched
+(another step: plan their units, record their outcomes) until nothing follows.
+
+On a log shared by several servers (Kafka) two collaborators join it
+(park/service/following.py): a `Follower` that tails the log into the same fold and
+answers this server's asks for work, and a `Leader` that, when elected, does what the
+single writer does inline (settle, grant, reap). Background tasks reap expired leases
+and write snapshots.
 """
 
 from __future__ import annotations
@@ -15,16 +21,18 @@ import gc
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, Unpack
 
-from park import commands
-from park.domain import Priority, UnitReport, WorkerPolicy
+from park import core
+from park.commands import WorkerDetails, jobs_touched
+from park.core import HeartbeatAnswer, LeasedUnit
+from park.domain import Priority, UnitReport
 from park.errors import NotFound, TooLarge, Unavailable
 from park.events.log import EventLog, EventTooLarge, LogUnavailable
-from park.events.schema import Event, UnitGranted, UnitLeaseExpired, UnitsPlanned, WorkerExpired
-from park.projections.state import JobView, ParkState, UnitView
+from park.events.schema import Event
+from park.projections.state import JobView, ParkState
 from park.protocol import LEASE_SECONDS, REAP_INTERVAL
 from park.scheduler.config import PolicyConfig
 from park.service.archive_store import ArchiveStore
@@ -32,6 +40,11 @@ from park.service.feed import JobFeed
 from park.service.history import find_job
 from park.service.limits import UserLimits, check_submit
 from park.service.snapshots import SnapshotStore
+
+if TYPE_CHECKING:
+    from park.service.following import Follower, Leader
+
+__all__ = ["HeartbeatAnswer", "LeasedUnit", "ParkService", "ServiceConfig"]
 
 T = TypeVar("T")
 log = logging.getLogger("park.service")
@@ -48,13 +61,11 @@ class ServiceConfig:
     worker_timeout: float = 90.0  # a worker silent this long is expired
 
 
-@dataclass(frozen=True, slots=True)
-class HeartbeatAnswer:
-    """The leases' new deadline, and the units the worker must stop (it no longer holds
-    them: their job was cancelled, or their lease expired or was revoked)."""
+class Outcome(NamedTuple):
+    """A command's own step, and the offset the projections had folded after it."""
 
-    lease_deadline: float
-    stop: list[str]
+    step: core.Step
+    offset: int
 
 
 @contextlib.contextmanager
@@ -80,13 +91,6 @@ def new_id() -> str:
     return secrets.token_hex(6)
 
 
-@dataclass(frozen=True, slots=True)
-class LeasedUnit:
-    unit: UnitView
-    job: JobView
-    lease_deadline: float
-
-
 class ParkService:
     def __init__(
         self,
@@ -104,6 +108,10 @@ class ParkService:
         self.clock = clock
         self.state = ParkState()
         self.feed = JobFeed()
+        # On a shared log (FollowingService): who folds others' events, who decides what
+        # the system decides by itself. The single writer does both itself, inline.
+        self.follower: Follower | None = None
+        self.leader: Leader | None = None
         self._lock = asyncio.Lock()
         self._work_available = asyncio.Event()
         self._changed = asyncio.Event()
@@ -120,29 +128,41 @@ class ParkService:
     # -- life cycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load the latest snapshot, fold the tail of the log, resume interrupted jobs."""
+        """Load the latest snapshot, fold the tail of the log; then take office (the
+        single writer: resume interrupted jobs) or follow the log and stand for leader."""
         await self.load_snapshot()
         await self.catch_up()
-        async with self._lock:
-            await self._commit(
-                commands.configure_policy(self.state, self.config.policy, self.clock())
-            )
-            await self._settle([j.id for j in self.state.active_jobs()])
-        self._tasks = [
-            asyncio.create_task(self._reap_leases(), name="park-lease-reaper"),
-            asyncio.create_task(self._snapshot_periodically(), name="park-snapshots"),
-        ]
+        background: dict[str, Coroutine[Any, Any, None]] = {}
+        if self.follower is not None:
+            background["park-follow-log"] = self.follower.follow()
+        if self.leader is None:
+            await self.take_office()
+        else:
+            background["park-scheduler"] = self.leader.lead()
+        background["park-lease-reaper"] = self._reap_leases()
+        background["park-snapshots"] = self._snapshot_periodically()
+        if self.leader is not None:
+            background.update(("park-election", run) for run in self.leader.election())
+        self._tasks = [asyncio.create_task(run, name=name) for name, run in background.items()]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        # Leave the election first (a standby takes over at once), then the rest.
+        for task in reversed(self._tasks):
             task.cancel()
-        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
         self.snapshot()
         self.archive.close()
         await self.log.close()
+
+    async def take_office(self) -> None:
+        """What a server deciding for the system does first: record the policy, move every
+        active job on (work a crash interrupted between two appends is picked up again)."""
+        async with self._lock:
+            policy = core.ConfigurePolicy(config=self.config.policy)
+            await self._commit(core.step(self.state, policy, self.clock()).events)
+            await self._settle([j.id for j in self.state.active_jobs()])
 
     async def load_snapshot(self) -> None:
         """Start from the newest snapshot that both the log and the archive back: the
@@ -170,12 +190,20 @@ class ParkService:
         """The server is shutting down: long polls and streams should end."""
         return self._closing
 
+    @property
+    def leading(self) -> bool:
+        """Whether this server decides what the system decides by itself (grants, plans,
+        outcomes, expiries): the single writer always, on a shared log the elected one."""
+        return self.leader is None or self.leader.leading
+
     def close_polls(self) -> None:
         """The server is shutting down: answer every waiting lease long-poll now and wait
         in no new one, so the server does not hang on polls (some from workers already
         gone) for up to their whole wait."""
         self._closing = True
-        self._work_available.set()
+        self._wake_lease_polls()
+        if self.follower is not None:
+            self.follower.close_polls()
 
     async def catch_up(self) -> None:
         """Fold every event the log has beyond the projections' offset (no feed yet:
@@ -185,11 +213,11 @@ class ParkService:
                 batch = await self.log.read(after=self.state.offset, limit=10_000)
                 if not batch:
                     break
-                seen = self.state.fold_errors
-                for rec in batch:
-                    self.state.apply(rec.offset, rec.event)
-                self._tell_fold_errors(seen)
+                changes = core.fold(self.state, self._fresh([(r.offset, r.event) for r in batch]))
+                self._tell_fold_errors(changes)
                 self.store_archived()
+                if self.follower is not None:
+                    self.follower.asks.observe(changes)
         self.feed.start_at(self.state.offset, self.state)
 
     def snapshot(self) -> None:
@@ -198,11 +226,21 @@ class ParkService:
             self.snapshots.save(self.state)
             self._snapshot_offset = self.state.offset
 
+    async def sync(self) -> None:
+        """Fold everything the log had when called (the single writer always has)."""
+        if self.follower is not None:
+            await self.follower.sync()
+
     async def read_your_writes(self, look: Callable[[], T]) -> T:
-        """`look()` at the state once it holds what any server recorded before the call.
-        The single writer has folded everything it appended: look now. (On a shared log
-        a "not found" is looked at again after catching up: FollowingService.)"""
-        return look()
+        """`look()` at the state once it holds what any server recorded before the call:
+        on a shared log a "not found" is looked at again after catching up."""
+        try:
+            return look()
+        except NotFound:
+            if self.follower is None:
+                raise
+            await self.sync()
+            return look()
 
     def job(self, job_id: str) -> JobView:
         """A job in memory or in the archive (NotFound if neither has it)."""
@@ -213,16 +251,39 @@ class ParkService:
 
     # -- the one write path ---------------------------------------------------------------
 
+    async def handle(
+        self, command: core.Command, *, check: Callable[[ParkState], None] | None = None
+    ) -> Outcome:
+        """Run a command: decide it under the lock (after `check`), record and fold its
+        events, settle the jobs they touched. Read-your-writes: on a shared log a domain
+        "not found" (a job or worker another server recorded, not folded here yet) is
+        decided again once after catching up."""
+
+        async def once() -> Outcome:
+            async with self._lock:
+                if check is not None:
+                    check(self.state)
+                step = core.step(self.state, command, self.clock())
+                return Outcome(step, await self._run(step.events))
+
+        try:
+            return await once()
+        except NotFound:
+            if self.follower is None:
+                raise
+            await self.sync()
+            return await once()
+
     async def _commit(self, events: Sequence[Event]) -> int:
+        """Append and fold. On a shared log others' events may come between: ours are
+        folded at once when they are next, else once the follower has reached them."""
         if not events:
             return self.state.offset
         offsets = await self._append(events)
-        self._fold(list(zip(offsets, events, strict=True)))
-        if any(isinstance(e, UnitsPlanned | UnitLeaseExpired) for e in events):
-            self._work_available.set()
-            self._work_available = asyncio.Event()
-        self._changed.set()
-        self._changed = asyncio.Event()
+        if self.follower is None or offsets[0] == self.state.offset + 1:
+            self.fold(list(zip(offsets, events, strict=True)))
+        if self.follower is not None and self.state.offset < offsets[-1]:
+            await self.follower.reach(offsets[-1])
         return offsets[-1]
 
     async def _append(self, events: Sequence[Event]) -> list[int]:
@@ -235,36 +296,56 @@ class ParkService:
         except EventTooLarge as err:
             raise TooLarge(f"body: too large to record ({err})", field="body") from err
 
-    def _fold(self, records: Sequence[tuple[int, Event]]) -> None:
-        """Apply events to the projections and tell the job feed what changed."""
-        seen = self.state.fold_errors
-        for offset, event in records:
-            self.state.apply(offset, event)
-        self._tell_fold_errors(seen)
-        self.feed.record(records, self.state)
+    def fold(self, records: Sequence[tuple[int, Event]]) -> core.Changes:
+        """Fold records into the projections and act on what changed: the job feed, the
+        archive, lease long-polls, change waiters, and the follower's and leader's books."""
+        changes = core.fold(self.state, self._fresh(records))
+        if not changes.records:
+            return changes
+        self._tell_fold_errors(changes)
+        self.feed.record(changes.records, self.state)
         self.store_archived()
+        if changes.work_available:
+            self._wake_lease_polls()
+        self._changed.set()
+        self._changed = asyncio.Event()
+        if self.follower is not None:
+            self.follower.folded(changes)
+        if self.leader is not None:
+            self.leader.folded(changes)
+        return changes
 
-    def _tell_fold_errors(self, seen: int) -> None:
-        """Log each event the fold left out since it had left out `seen`."""
-        new = self.state.fold_errors - seen
-        if new > 0:
-            for err in list(self.state.recent_fold_errors)[-new:]:
-                log.error("event %d (%s) not applied: %s", err.offset, err.type, err.message)
+    def _fresh(self, records: Sequence[tuple[int, Event]]) -> Sequence[tuple[int, Event]]:
+        """The single writer folds what it appended; a shared log's reads must continue
+        the projections' offset without a hole."""
+        return records if self.follower is None else self.follower.continuing(records)
+
+    def _wake_lease_polls(self) -> None:
+        self._work_available.set()
+        self._work_available = asyncio.Event()
+
+    def _tell_fold_errors(self, changes: core.Changes) -> None:
+        """Log each event the fold left out."""
+        for err in changes.fold_errors:
+            log.error("event %d (%s) not applied: %s", err.offset, err.type, err.message)
 
     async def _settle(self, job_ids: Sequence[str] | set[str]) -> None:
-        events = commands.settle_jobs(self.state, sorted(job_ids), self.clock())
-        while events:
+        """Move jobs on until nothing follows (under the lock)."""
+        touched = set(job_ids)
+        while touched:
+            settle = core.SettleJobs(job_ids=tuple(sorted(touched)))
+            events = core.step(self.state, settle, self.clock()).events
             await self._commit(events)
-            events = commands.settle_jobs(
-                self.state, sorted(commands.jobs_touched(events)), self.clock()
-            )
+            touched = jobs_touched(events)
 
     async def _run(self, events: Sequence[Event]) -> int:
-        """Append a command's events, then move the jobs they touched on. Once appended,
-        the command is done and is answered from the folded state: settling that fails
-        (the log full or gone meanwhile) is retried in the background, not reported."""
+        """Append a command's events, then (the single writer) move the jobs they touched
+        on; on a shared log the leader settles them when it folds them. Once appended, the
+        command is done and is answered from the folded state: settling that fails (the
+        log full or gone meanwhile) is retried in the background, not reported."""
         offset = await self._commit(events)
-        await self._settle_or_defer(commands.jobs_touched(events))
+        if self.leader is None:
+            await self._settle_or_defer(jobs_touched(events))
         return max(offset, self.state.offset)
 
     async def _settle_or_defer(self, job_ids: Sequence[str] | set[str]) -> None:
@@ -299,35 +380,28 @@ class ParkService:
         max_unit_seconds: float | None = None,
     ) -> JobView:
         job_id = new_id()
-        async with self._lock:
-            check_submit(self.state, user, self.config.limits)
-            events = commands.submit_job(
-                job_id=job_id,
-                user=user,
-                kind=kind,
-                spec=spec,
-                priority=priority,
-                tags=dict(tags or {}),
-                notify=notify,
-                now=self.clock(),
-                resources=resources,
-                max_attempts=max_attempts,
-                max_unit_seconds=max_unit_seconds,
-                unit_seconds_cap=self.config.policy.max_unit_seconds,
-            )
-            await self._run(events)
+        command = core.SubmitJob(
+            job_id=job_id,
+            user=user,
+            kind=kind,
+            spec=spec,
+            priority=priority,
+            tags=dict(tags or {}),
+            notify=notify,
+            resources=resources,
+            max_attempts=max_attempts,
+            max_unit_seconds=max_unit_seconds,
+            unit_seconds_cap=self.config.policy.max_unit_seconds,
+        )
+        await self.handle(command, check=lambda s: check_submit(s, user, self.config.limits))
         return self.job(job_id)
 
     async def cancel(self, job_id: str, *, by: str | None) -> JobView:
-        async with self._lock:
-            await self._run(commands.cancel_job(self.state, job_id, by=by, now=self.clock()))
+        await self.handle(core.CancelJob(job_id=job_id, by=by))
         return self.job(job_id)
 
     async def change_priority(self, job_id: str, priority: Priority, *, by: str | None) -> JobView:
-        async with self._lock:
-            events = commands.change_priority(self.state, job_id, priority, by=by, now=self.clock())
-            await self._run(events)
-        return self.job(job_id)
+        return await self.change_job(job_id, tags=None, priority=priority, by=by)
 
     async def change_job(
         self,
@@ -339,68 +413,34 @@ class ParkService:
     ) -> JobView:
         """Tags and priority at once: both decided before anything is appended, so a
         change refused (the priority of a finished job) leaves the other unrecorded too."""
-        async with self._lock:
-            now = self.clock()
-            events: list[Event] = []
-            if tags is not None:
-                events += commands.change_tags(self.state, job_id, tags, by=by, now=now)
-            if priority is not None:
-                events += commands.change_priority(self.state, job_id, priority, by=by, now=now)
-            await self._run(events)
+        await self.handle(core.ChangeJob(job_id=job_id, by=by, tags=tags, priority=priority))
         return self.job(job_id)
 
     async def change_tags(
         self, job_id: str, tags: dict[str, str | None], *, by: str | None
     ) -> JobView:
-        async with self._lock:
-            await self._run(commands.change_tags(self.state, job_id, tags, by=by, now=self.clock()))
-        return self.job(job_id)
+        return await self.change_job(job_id, tags=tags, priority=None, by=by)
 
-    async def register_worker(
-        self,
-        *,
-        name: str,
-        cpus: int,
-        owner: str | None = None,
-        policy: WorkerPolicy = WorkerPolicy.ANY,
-        job_id: str | None = None,
-        registered_by: str | None = None,
-        pilot_id: str | None = None,
-        until: float | None = None,
-        allowed: Sequence[str] | None = None,
-    ) -> str:
+    async def register_worker(self, **details: Unpack[WorkerDetails]) -> str:
         worker_id = new_id()
-        async with self._lock:
-            events = commands.register_worker(
-                self.state,
-                worker_id=worker_id,
-                name=name,
-                cpus=cpus,
-                owner=owner,
-                policy=policy,
-                job_id=job_id,
-                now=self.clock(),
-                registered_by=registered_by,
-                pilot_id=pilot_id,
-                until=until,
-                allowed=allowed,
-            )
-            await self._run(events)
+        await self.handle(core.RegisterWorker(worker_id=worker_id, details=details))
         return worker_id
 
     async def execute(self, decide: Callable[[ParkState, float], Sequence[Event]]) -> int:
         """Run a pure decision (state, now -> events) under the lock and record its events:
         for edges with commands of their own, such as the pilot manager (park/batch)."""
-        async with self._lock:
-            return await self._run(decide(self.state, self.clock()))
+        return (await self.handle(core.Decide(decide=decide))).offset
+
+    async def record(self, decide: Callable[[ParkState], Sequence[Event]]) -> int:
+        """Decide on the current state and append, under the lock: how an edge that acts
+        outside (the notifier) records what it is about to do and what it did."""
+        return await self.execute(lambda state, now: decide(state))
 
     async def set_budget(self, user: str, credits: float | None) -> None:
-        async with self._lock:
-            await self._run(commands.set_budget(self.state, user, credits, self.clock()))
+        await self.handle(core.SetBudget(user=user, credits=credits))
 
     async def remove_worker(self, worker_id: str) -> None:
-        async with self._lock:
-            await self._run(commands.remove_worker(self.state, worker_id, self.clock()))
+        await self.handle(core.RemoveWorker(worker_id=worker_id))
 
     async def lease(
         self,
@@ -409,12 +449,15 @@ class ParkService:
         wait: float = 0.0,
         max_seconds: float | None = None,
     ) -> list[LeasedUnit]:
-        """Grant up to `max_units` units, waiting up to `wait` seconds for work to appear."""
+        """Grant up to `max_units` units, waiting up to `wait` seconds for work to appear
+        (on a shared log: ask the leader, and wait for its answer)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         self.seen(worker_id)
         self._polling[worker_id] = self._polling.get(worker_id, 0) + 1
         try:
+            if self.follower is not None:
+                return await self.follower.ask(worker_id, max_units, wait, max_seconds)
             return await self._lease(worker_id, max_units, deadline, max_seconds)
         finally:
             self.seen(worker_id)
@@ -427,28 +470,17 @@ class ParkService:
     ) -> list[LeasedUnit]:
         """The long-poll itself: grant, or wait for work until the loop time `deadline`."""
         loop = asyncio.get_running_loop()
+        command = core.LeaseUnits(
+            worker_id=worker_id,
+            max_units=max_units,
+            lease_seconds=self.config.lease_seconds,
+            max_seconds=max_seconds,
+        )
         while True:
             available = self._work_available
-            async with self._lock:
-                events = commands.lease_units(
-                    self.state,
-                    worker_id,
-                    max_units,
-                    now=self.clock(),
-                    lease_seconds=self.config.lease_seconds,
-                    max_seconds=max_seconds,
-                )
-                if events:
-                    await self._run(events)
-                    return [
-                        LeasedUnit(
-                            unit=self.state.units[e.unit_id],
-                            job=self.state.jobs[e.job_id],
-                            lease_deadline=e.lease_deadline,
-                        )
-                        for e in events
-                        if isinstance(e, UnitGranted) and e.unit_id in self.state.units
-                    ]
+            granted = (await self.handle(command)).step.events
+            if granted:
+                return core.leased_units(self.state, granted)
             remaining = deadline - loop.time()
             if remaining <= 0 or self._closing:
                 return []
@@ -458,12 +490,8 @@ class ParkService:
     async def report(self, worker_id: str, reports: Sequence[UnitReport]) -> list[str]:
         """Record unit results and failures; return the ids of reports that were ignored."""
         self.seen(worker_id)
-        async with self._lock:
-            events, ignored = commands.report_units(
-                self.state, worker_id, reports, now=self.clock()
-            )
-            await self._run(events)
-        return ignored
+        step = (await self.handle(core.ReportUnits(worker_id=worker_id, reports=reports))).step
+        return [u for e in step.effects if isinstance(e, core.ReportsIgnored) for u in e.unit_ids]
 
     async def heartbeat(
         self, worker_id: str, unit_ids: Sequence[str], *, extend: bool = True
@@ -472,62 +500,39 @@ class ParkService:
         worker checks often what to stop, but extends only every third of a lease, so its
         checks write nothing to the log) and name those it must stop."""
         self.seen(worker_id)
-        async with self._lock:
-            now = self.clock()
-            if extend:
-                events = commands.extend_leases(
-                    self.state,
-                    worker_id,
-                    unit_ids,
-                    now=now,
-                    lease_seconds=self.config.lease_seconds,
-                )
-                await self._run(events)
-            else:
-                commands.require_worker(self.state, worker_id)
-            worker = self.state.workers.get(worker_id)
-            mine = worker.units if worker is not None else set()
-            deadline = min((self.state.leased[u] for u in unit_ids if u in mine), default=now)
-            return HeartbeatAnswer(
-                deadline, commands.leases_to_stop(self.state, worker_id, unit_ids)
-            )
+        command = core.Heartbeat(
+            worker_id=worker_id,
+            unit_ids=unit_ids,
+            lease_seconds=self.config.lease_seconds,
+            extend=extend,
+        )
+        await self.handle(command)
+        return core.heartbeat_answer(self.state, worker_id, unit_ids, self.clock())
 
     def seen(self, worker_id: str) -> None:
         self._seen[worker_id] = self.clock()
 
     async def expire_leases(self) -> int:
-        async with self._lock:
-            now = self.clock()
-            events = commands.expire_leases(self.state, now)
-            seen = {**self._seen, **dict.fromkeys(self._polling, now)}
-            events += commands.expire_workers(
-                self.state,
-                now,
-                timeout=self.config.worker_timeout,
-                seen=seen,
-                since=self._started_at,
-            )
-            await self._run(events)
-        for e in events:
-            if isinstance(e, WorkerExpired):
-                self._seen.pop(e.worker_id, None)
-        return len(events)
-
-    async def record(self, decide: Callable[[ParkState], Sequence[Event]]) -> int:
-        """Decide on the current state and append, under the lock: how an edge that acts
-        outside (the notifier) records what it is about to do and what it did."""
-        async with self._lock:
-            return await self._run(decide(self.state))
+        """Reap leases past their deadline and workers silent too long (the leader only)."""
+        if not self.leading:
+            return 0
+        command = core.ExpireLeases(
+            worker_timeout=self.config.worker_timeout,
+            seen=self._seen,  # read when decided, under the lock
+            polling=self._polling.keys(),
+            since=self._started_at,
+        )
+        step = (await self.handle(command)).step
+        for effect in step.effects:
+            if isinstance(effect, core.WorkersExpired):
+                for worker_id in effect.worker_ids:
+                    self._seen.pop(worker_id, None)
+        return len(step.events)
 
     async def cancel_notifications(
         self, user: str | None, *, keys: Sequence[str] = (), job_ids: Sequence[str] = ()
     ) -> None:
-        async with self._lock:
-            await self._run(
-                commands.cancel_notifications(
-                    self.state, user, keys=keys, job_ids=job_ids, now=self.clock()
-                )
-            )
+        await self.handle(core.CancelNotifications(user=user, keys=keys, job_ids=job_ids))
 
     async def wait_for_change(self, timeout: float) -> bool:
         with contextlib.suppress(TimeoutError):

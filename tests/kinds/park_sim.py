@@ -1,4 +1,5 @@
-"""An in-process park: the real commands, fold and worker runner, no server, no HTTP.
+"""An in-process park: the service core (park.core: step, fold, settle) and the real worker
+runner, no server, no HTTP.
 
 Events go through JSON as they would through the log, unit results as they would through
 HTTP, so a test can fold the log again and compare with the live projections.
@@ -10,28 +11,15 @@ import dataclasses
 import json
 import pickle
 import random
+from collections.abc import Sequence
 from typing import Any
 
-from park import commands
-from park.commands import (
-    UnitReport,
-    jobs_touched,
-    lease_units,
-    register_worker,
-    report_units,
-    settle_jobs,
-    submit_job,
-)
-from park.domain import Priority, WorkerPolicy
+from park import core
+from park.domain import UnitReport, WorkerPolicy
 from park.events.schema import Event, event_from_json, event_to_json
 from park.kinds import KINDS
 from park.projections.state import JobView, ParkState
 from park.worker.runner import AllowList, run_unit
-
-# The pricing argument of `lease_units` is on its way out; pass it while it exists.
-_LEASE_EXTRA: dict[str, Any] = (
-    {"pricing": commands.Pricing()} if hasattr(commands, "Pricing") else {}
-)
 
 
 def fit(spec: dict[str, Any], **work: Any) -> dict[str, Any]:
@@ -53,30 +41,22 @@ class InProcessPark:
         self.keep_states = keep_states
         self.states: dict[int, bytes] = {}  # offset -> pickled live state, if kept
 
-    def commit(self, events: list[Event]) -> None:
-        for e in events:
-            self.log.append(event_to_json(e))
-            self.state.apply(len(self.log), e)
-            if self.keep_states:
-                self.states[len(self.log)] = pickle.dumps(self.state)
+    def run(self, command: core.Command) -> core.Step:
+        """The service's loop (park.core.execute): decide, record, fold, settle."""
+        return core.execute(self.state, command, self.now, self._append, self._folded)
 
-    def run(self, events: list[Event]) -> None:
-        self.commit(events)
-        touched = jobs_touched(events)
-        while touched:
-            more = settle_jobs(self.state, sorted(touched), self.now)
-            self.commit(more)
-            touched = jobs_touched(more)
+    def _append(self, events: Sequence[Event]) -> list[int]:
+        self.log.extend(event_to_json(e) for e in events)
+        return list(range(len(self.log) - len(events) + 1, len(self.log) + 1))
+
+    def _folded(self, changes: core.Changes) -> None:
+        if self.keep_states and changes.offset is not None:
+            self.states[changes.offset] = pickle.dumps(self.state)
 
     def submit(self, spec: dict[str, Any], kind: str = "fit") -> str:
         self._jobs += 1
         job_id = f"job{self._jobs}"
-        self.run(
-            submit_job(
-                job_id=job_id, user="tester", kind=kind, spec=spec, priority=Priority.FREE,
-                tags={}, notify=None, now=self.now,
-            )
-        )  # fmt: skip
+        self.run(core.SubmitJob(job_id=job_id, user="tester", kind=kind, spec=spec))
         return job_id
 
     def work(
@@ -92,11 +72,10 @@ class InProcessPark:
         """Lease and run units until the job finishes (or `stop_after` units are done)."""
         worker_id = f"w{len(self.log)}"
         self.run(
-            register_worker(
-                self.state, worker_id=worker_id, name="sim", cpus=1, owner=None,
-                policy=WorkerPolicy.ANY, job_id=None, now=self.now,
+            core.RegisterWorker(
+                worker_id=worker_id, details={"name": "sim", "cpus": 1, "policy": WorkerPolicy.ANY}
             )
-        )  # fmt: skip
+        )
         order = random.Random(shuffle) if shuffle is not None else None
         done = 0
         allow = allow or AllowList()
@@ -105,11 +84,8 @@ class InProcessPark:
             if not job.active or (stop_after is not None and done >= stop_after):
                 return job
             self.now += 1.0
-            grants = lease_units(
-                self.state, worker_id, batch, now=self.now, lease_seconds=60.0, **_LEASE_EXTRA
-            )
-            self.run(grants)
-            units = [e.unit_id for e in grants if hasattr(e, "unit_id")]
+            lease = core.LeaseUnits(worker_id=worker_id, max_units=batch, lease_seconds=60.0)
+            units = [lu.unit.id for lu in core.leased_units(self.state, self.run(lease).events)]
             if not units:
                 raise AssertionError(f"job {job_id} is stuck: {job.status}, no units to run")
             if order is not None:
@@ -127,8 +103,7 @@ class InProcessPark:
                 sent.pop("wall_seconds")
                 reports.append(UnitReport(**sent))
                 done += 1
-            events, _ = report_units(self.state, worker_id, reports, now=self.now)
-            self.run(events)
+            self.run(core.ReportUnits(worker_id=worker_id, reports=reports))
         raise AssertionError("job did not finish")
 
     def replay(self, upto: int | None = None) -> ParkState:
