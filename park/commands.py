@@ -41,9 +41,10 @@ from park.events.schema import (
 )
 from park.kinds import KINDS, SpecError
 from park.projections.state import JobView, ParkState, UnitView, WorkerView
+from park.scheduler.backups import lease_grants
 from park.scheduler.config import PolicyConfig
 from park.scheduler.pilots import PilotSpecError, pilot_request
-from park.scheduler.policy import Grant, WorkRequest, grant
+from park.scheduler.policy import Grant, WorkRequest
 
 # Units one job may plan in one step: each is a row in the unit table and part of one
 # event, so an enormous plan would exhaust memory at every start-up.
@@ -361,7 +362,7 @@ def lease_units(
     """The request and the grants that answer it, all as events (replay re-runs it)."""
     require_worker(state, worker_id)
     request = WorkRequest(worker_id, max_units, now, max_seconds)
-    grants = grant(state, request)
+    grants = lease_grants(state, request)
     if not grants:
         return []
     events: list[Event] = [
@@ -406,7 +407,7 @@ def answer_ask(
     worker = state.workers.get(ask.worker_id)
     if worker is None or not worker.active:
         return []
-    grants = grant(state, WorkRequest(ask.worker_id, ask.max_units, now, ask.max_seconds))
+    grants = lease_grants(state, WorkRequest(ask.worker_id, ask.max_units, now, ask.max_seconds))
     if not grants and not even_empty:
         return []
     events: list[Event] = [
@@ -440,11 +441,12 @@ def give_back(state: ParkState, grants: Iterable[UnitGranted], now: float) -> li
     events: list[Event] = []
     for g in grants:
         unit = state.units.get(g.unit_id)
+        if unit is None or unit.status is not UnitStatus.LEASED:
+            continue
         if (
-            unit is not None
-            and unit.status is UnitStatus.LEASED
-            and unit.worker_id == g.worker_id
-            and unit.holders[-1:] == [g.worker_id]
+            g.backup and unit.backup_worker_id == g.worker_id and unit.backup_granted_at == g.at
+        ) or (
+            not g.backup and unit.worker_id == g.worker_id and unit.holders[-1:] == [g.worker_id]
         ):
             events.append(
                 UnitLeaseExpired(at=now, unit_id=g.unit_id, job_id=g.job_id, worker_id=g.worker_id)
@@ -472,6 +474,27 @@ def grant_events(
     events = []
     for g in grants:
         limit = unit_time_limit(state, state.jobs[g.job_id])
+        if g.backup:  # at the unit's own price; charged only if it reports first
+            unit = state.units[g.unit_id]
+            events.append(
+                UnitGranted(
+                    at=now,
+                    unit_id=g.unit_id,
+                    job_id=g.job_id,
+                    worker_id=worker_id,
+                    lease_deadline=now + min(lease_seconds, limit + TIME_LIMIT_GRACE),
+                    priority=unit.priority,
+                    price=unit.price,
+                    reserved=0.0,
+                    vstart=g.vstart,
+                    vpass=g.vpass,
+                    request_id=request_id,
+                    attempt=unit.attempts + 1,
+                    time_limit=limit,
+                    backup=True,
+                )
+            )
+            continue
         events.append(
             UnitGranted(
                 at=now,
@@ -547,8 +570,11 @@ def report_units(
                     slot_seconds=slot,
                 )
             )
-        elif unit.status is UnitStatus.LEASED and unit.worker_id == worker_id:
-            events.append(failed(state, unit, r.error or "unit failed", now=now))
+        elif unit.status is UnitStatus.LEASED and worker_id in (
+            unit.worker_id,
+            unit.backup_worker_id,
+        ):
+            events.append(failed(state, unit, r.error or "unit failed", now=now, by=worker_id))
         else:
             ignored.append(r.unit_id)
     return events, ignored
@@ -557,27 +583,55 @@ def report_units(
 def slot_seconds(unit: UnitView, worker_id: str, wall: float, cpu: float, now: float) -> float:
     """The time a unit held a worker's CPU, as charged (Slurm and HTCondor charge the
     allocation, not the CPU used): its wall time (its CPU time if it gave none), never
-    more than its current holder held the lease."""
+    more than the reporting attempt (current or backup) held its lease."""
     held = max(wall, cpu)
-    if unit.worker_id == worker_id and unit.granted_at is not None:
-        held = min(held, max(0.0, now - unit.granted_at))
+    since = attempt_granted_at(unit, worker_id)
+    if since is not None:
+        held = min(held, max(0.0, now - since))
     return held
 
 
+def attempt_granted_at(unit: UnitView, worker_id: str) -> float | None:
+    """When this worker's running attempt of the unit was granted (None: it runs none)."""
+    if unit.worker_id == worker_id:
+        return unit.granted_at
+    if unit.backup_worker_id == worker_id:
+        return unit.backup_granted_at
+    return None
+
+
+def attempt_deadline(unit: UnitView, worker_id: str) -> float | None:
+    """The lease deadline of this worker's running attempt of the unit, if any."""
+    if unit.worker_id == worker_id:
+        return unit.lease_deadline
+    if unit.backup_worker_id == worker_id:
+        return unit.backup_deadline
+    return None
+
+
 def failed(
-    state: ParkState, unit: UnitView, error: str, *, now: float, timed_out: bool = False
+    state: ParkState,
+    unit: UnitView,
+    error: str,
+    *,
+    now: float,
+    timed_out: bool = False,
+    by: str | None = None,
 ) -> UnitFailed:
-    """An attempt of a leased unit failed: queued again unless it has failed the job's
-    `max_attempts` times."""
+    """An attempt of a leased unit failed (`by` its worker; the current holder if not
+    said): queued again unless it has failed the job's `max_attempts` times. A backup
+    attempt's failure never ends the unit: its other attempt runs on."""
     job = state.jobs[unit.job_id]
+    worker_id = by if by is not None else unit.worker_id or ""
+    backup = worker_id == unit.backup_worker_id
     return UnitFailed(
         at=now,
         unit_id=unit.id,
         job_id=unit.job_id,
-        worker_id=unit.worker_id or "",
+        worker_id=worker_id,
         error=error,
         attempt=unit.attempts,
-        retry=unit.failures + 1 < job.max_attempts,
+        retry=backup or unit.failures + 1 < job.max_attempts,
         timed_out=timed_out,
     )
 
@@ -592,14 +646,26 @@ def extend_leases(
     for unit_id in sorted(set(unit_ids) & worker.units):
         unit = state.units[unit_id]
         deadline = now + lease_seconds
-        if unit.time_limit is not None and unit.granted_at is not None:
-            deadline = min(deadline, unit.granted_at + unit.time_limit + TIME_LIMIT_GRACE)
-        if deadline > (unit.lease_deadline or 0.0):
+        since = attempt_granted_at(unit, worker_id)
+        if unit.time_limit is not None and since is not None:
+            deadline = min(deadline, since + unit.time_limit + TIME_LIMIT_GRACE)
+        if deadline > (attempt_deadline(unit, worker_id) or 0.0):
             by_deadline.setdefault(deadline, []).append(unit_id)
     return [
         LeaseExtended(at=now, worker_id=worker_id, unit_ids=held, lease_deadline=deadline)
         for deadline, held in sorted(by_deadline.items())
     ]
+
+
+def earliest_deadline(
+    state: ParkState, worker_id: str, unit_ids: Sequence[str], now: float
+) -> float:
+    """The soonest deadline of the leases this worker holds of these units (`now` if
+    none): what a heartbeat's answer says."""
+    worker = state.workers.get(worker_id)
+    mine = worker.units if worker is not None else set()
+    deadlines = (attempt_deadline(state.units[u], worker_id) for u in unit_ids if u in mine)
+    return min((d for d in deadlines if d is not None), default=now)
 
 
 def leases_to_stop(state: ParkState, worker_id: str, unit_ids: Sequence[str]) -> list[str]:
@@ -630,6 +696,21 @@ def expire_leases(state: ParkState, now: float) -> list[Event]:
                 UnitLeaseExpired(
                     at=now, unit_id=unit_id, job_id=unit.job_id, worker_id=unit.worker_id or ""
                 )
+            )
+    for unit_id, deadline in state.backup_leased.items():
+        if deadline <= now:  # a backup attempt: let go, or failed by running out of time
+            unit = state.units[unit_id]
+            holder, since, limit = (
+                unit.backup_worker_id or "",
+                unit.backup_granted_at,
+                unit.time_limit,
+            )
+            if limit is not None and since is not None and deadline >= since + limit:
+                error = f"ran out of time: no result within max_unit_seconds={limit:g}"
+                events.append(failed(state, unit, error, now=now, timed_out=True, by=holder))
+                continue
+            events.append(
+                UnitLeaseExpired(at=now, unit_id=unit_id, job_id=unit.job_id, worker_id=holder)
             )
     return events
 

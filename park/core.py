@@ -430,7 +430,5 @@ class HeartbeatAnswer:
 def heartbeat_answer(
     state: ParkState, worker_id: str, unit_ids: Sequence[str], now: float
 ) -> HeartbeatAnswer:
-    worker = state.workers.get(worker_id)
-    mine = worker.units if worker is not None else set()
-    deadline = min((state.leased[u] for u in unit_ids if u in mine), default=now)
+    deadline = commands.earliest_deadline(state, worker_id, unit_ids, now)
     return HeartbeatAnswer(deadline, commands.leases_to_stop(state, worker_id, unit_ids))

@@ -1,10 +1,10 @@
 """Replay: rebuild the projections from the log, and re-run every recorded decision.
 
 `verify` folds the log from the start and, at each `work.requested` decision, runs the
-policy on the state as it was and compares its grants with the `unit.granted` events that
-were recorded after it (a `pending` ask, waiting for the scheduler leader, decides
-nothing; a leader's decision is re-run on the state it names as its `basis`, a first pass
-finding those). Any difference is a determinism bug (or a tampered log).
+policy on the state as it was and compares its grants (backup attempts included) with
+the `unit.granted` events recorded after it (a `pending` ask, waiting for the scheduler
+leader, decides nothing; a leader's decision is re-run on the state it names as its
+`basis`, a first pass finding those). Any difference is a determinism bug (or a tampered log).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from park.commands import grant_events
 from park.events.log import EventLog
 from park.events.schema import PoolDecided, UnitGranted, WorkRequested
 from park.projections.state import ParkState
+from park.scheduler.backups import lease_grants
 from park.scheduler.pilots import PoolConfig, decide_pool
-from park.scheduler.policy import WorkRequest, grant
+from park.scheduler.policy import WorkRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,7 @@ def _pool_mismatch(state: ParkState, e: PoolDecided, offset: int) -> Mismatch | 
 
 
 def _decision(e: UnitGranted) -> tuple[object, ...]:
-    return (e.unit_id, e.job_id, e.priority.value, e.price, e.reserved, e.vstart, e.vpass)
+    return (e.unit_id, e.job_id, e.priority.value, e.price, e.reserved, e.vstart, e.vpass, e.backup)
 
 
 @dataclass
@@ -51,7 +52,7 @@ class ReplayReport:
 
 def _expected(state: ParkState, event: WorkRequested) -> list[tuple[object, ...]]:
     request = WorkRequest(event.worker_id, event.max_units, event.at, event.max_seconds)
-    grants = grant(state, request)
+    grants = lease_grants(state, request)
     return [
         _decision(g)
         for g in grant_events(state, event.worker_id, grants, now=event.at, lease_seconds=0.0)

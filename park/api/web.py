@@ -44,6 +44,8 @@ def unit_json(unit: UnitView) -> dict[str, Any]:
         "last_error": unit.last_error,
         "worker": unit.worker_id,
         "lease_deadline": unit.lease_deadline,
+        "backups": unit.backups,
+        "backup_worker": unit.backup_worker_id,
     }
 
 

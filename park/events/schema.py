@@ -184,7 +184,9 @@ class UnitGranted(EventBase):
     `price` per core-second is fixed here and `reserved` is held until the unit settles;
     `vstart`/`vpass` are the job's virtual time before and after this grant; `request_id`
     names the worker's ask it answers (Kafka mode); `attempt` counts the unit's grants
-    (1 for its first); `time_limit` is how long the unit may run, in seconds."""
+    (1 for its first); `time_limit` is how long the unit may run, in seconds. A `backup`
+    grant is a second attempt of a unit still leased to another worker (a straggler, run
+    again by an idle worker): it reserves nothing, and the first report of either counts."""
 
     type: Literal["unit.granted"] = "unit.granted"
     unit_id: str
@@ -199,6 +201,7 @@ class UnitGranted(EventBase):
     request_id: str | None = Field(default=None, exclude_if=_unset)  # Kafka mode only
     attempt: int = Field(default=0, exclude_if=lambda attempt: attempt == 0)
     time_limit: float | None = Field(default=None, exclude_if=_unset)
+    backup: bool = Field(default=False, exclude_if=_unset)
 
 
 class LeaseExtended(EventBase):

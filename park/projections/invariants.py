@@ -34,7 +34,9 @@ def unit_problem(state: ParkState, unit_id: str) -> str | None:
             return f"unit {unit_id}: leased to {unit.worker_id}, who does not hold it"
         if unit.reserved < 0:
             return f"unit {unit_id}: reserves {unit.reserved} credit"
-        return None
+        return _backup_problem(state, unit_id)
+    if unit_id in state.backup_leased or unit.backup_worker_id is not None:
+        return f"unit {unit_id}: {unit.status.value}, but with a backup attempt"
     if unit_id in state.leased:
         return f"unit {unit_id}: {unit.status.value}, but in the lease table"
     if unit.reserved != 0.0:
@@ -46,16 +48,36 @@ def unit_problem(state: ParkState, unit_id: str) -> str | None:
     return None
 
 
+def _backup_problem(state: ParkState, unit_id: str) -> str | None:
+    """A leased unit's backup attempt: in the backup lease table at its deadline, held by
+    its worker, another than the current holder."""
+    unit = state.units[unit_id]
+    if unit.backup_worker_id is None:
+        return None if unit_id not in state.backup_leased else f"unit {unit_id}: stray backup"
+    if state.backup_leased.get(unit_id) != unit.backup_deadline or unit.backup_deadline is None:
+        return f"unit {unit_id}: backup lease table says {state.backup_leased.get(unit_id)}"
+    worker = state.workers.get(unit.backup_worker_id)
+    if worker is None or unit_id not in worker.units or unit.backup_worker_id == unit.worker_id:
+        return f"unit {unit_id}: backup on {unit.backup_worker_id}, who does not hold it"
+    return None
+
+
 def check(state: ParkState) -> list[str]:
     """Every disagreement between the tables (empty when the state is consistent)."""
     problems = [p for unit_id in state.units if (p := unit_problem(state, unit_id))]
     problems += [
-        f"unit {u}: in the lease table, not a unit" for u in state.leased if u not in state.units
+        f"unit {u}: in the lease table, not a unit"
+        for u in [*state.leased, *state.backup_leased]
+        if u not in state.units
     ]
     for worker in state.workers.values():
         for unit_id in worker.units:
             unit = state.units.get(unit_id)
-            if unit is None or unit.status is not UnitStatus.LEASED or unit.worker_id != worker.id:
+            if (
+                unit is None
+                or unit.status is not UnitStatus.LEASED
+                or worker.id not in (unit.worker_id, unit.backup_worker_id)
+            ):
                 problems.append(f"worker {worker.id}: holds unit {unit_id}, not leased to it")
     reserved: dict[tuple[str, Priority], float] = defaultdict(float)
     for unit in state.units.values():

@@ -10,6 +10,7 @@ Finished jobs leave memory for the archive as the fold decides (park.projections
 
 from __future__ import annotations
 
+from bisect import insort
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,6 +112,9 @@ class JobView:
     # How long its units take (wall time, from completions that said): sizes leases.
     timed_units: int = 0
     timed_seconds: float = 0.0
+    # The same wall times, sorted: their median is the job's typical unit time, against
+    # which a straggler is told (park.scheduler.backups). Dropped when the job finishes.
+    wall_times: list[float] = field(default_factory=list)
     charged: float = 0.0  # credits settled for its units
     # The job's place in every listing (the offset of its submission: never changes, in
     # memory or in the archive), and the summary of its units kept once they are dropped.
@@ -153,6 +157,16 @@ class UnitView:
     last_error: str | None = None
     granted_at: float | None = None
     time_limit: float | None = None
+    # The offset of its latest grant: orders the units of one batch (a worker runs them
+    # in grant order, so the last granted is the likeliest not begun).
+    granted_seq: int = 0
+    # A backup attempt beside the current one (park.scheduler.backups): its worker, its
+    # lease's deadline, since when; `backups` counts those started. The first report of
+    # either attempt counts; the other is stopped on its worker.
+    backup_worker_id: str | None = None
+    backup_deadline: float | None = None
+    backup_granted_at: float | None = None
+    backups: int = 0
 
 
 @dataclass(slots=True)
@@ -227,6 +241,8 @@ class ParkState:
     # reaper's working sets, kept so neither scans every unit.
     runnable: set[str] = field(default_factory=set)
     leased: dict[str, float] = field(default_factory=dict)
+    # Backup attempts' leases (unit -> deadline), beside the units' current ones.
+    backup_leased: dict[str, float] = field(default_factory=dict)
     # The scheduler's inputs: its configuration, the runnable jobs in virtual-time order
     # (and per user, for workers that serve their owner), the virtual time, decayed usage,
     # budgets, and the latest grants (for current shares and start estimates).
@@ -421,10 +437,12 @@ class ParkState:
         for unit_id in job.unit_ids:
             unit = self.units.pop(unit_id, None)
             if unit is not None and unit.status is UnitStatus.LEASED:
+                self._drop_backup(unit)
                 self._release_lease(unit, refund=True)
         job.unit_ids = []
         job.queue.clear()
         job.kind_state = None
+        job.wall_times = []
         self._set_runnable(job, at)
         self.notices.job_ended(job.id, job.user, at, cancelled_by)
         self.hot_finished.append(job.id)
@@ -471,12 +489,15 @@ class ParkState:
         wins. An API server hands a worker only the grants this accepts."""
         unit = self.units.get(e.unit_id)
         worker = self.workers.get(e.worker_id)
-        return (
-            unit is not None
-            and unit.status is UnitStatus.QUEUED
-            and worker is not None
-            and worker.active
-        )
+        if unit is None or worker is None or not worker.active:
+            return False
+        if e.backup:  # beside a running attempt of another worker, and only one
+            return (
+                unit.status is UnitStatus.LEASED
+                and unit.backup_worker_id is None
+                and unit.worker_id != e.worker_id
+            )
+        return unit.status is UnitStatus.QUEUED
 
     def _unit_granted(self, e: UnitGranted) -> None:
         if not self.accepts_grant(e):
@@ -484,6 +505,20 @@ class ParkState:
         unit = self.units[e.unit_id]
         worker = self.workers[e.worker_id]
         job = self.jobs[unit.job_id]
+        unit.granted_seq = self.offset
+        if e.backup:
+            # No fair-share pass, no reservation: the worker had nothing else to run,
+            # and only the attempt that reports first is charged.
+            unit.attempts += 1
+            job.attempts += 1
+            unit.backups += 1
+            unit.holders.append(e.worker_id)
+            unit.backup_worker_id = e.worker_id
+            unit.backup_deadline = e.lease_deadline
+            unit.backup_granted_at = e.at
+            worker.units.add(unit.id)
+            self.backup_leased[unit.id] = e.lease_deadline
+            return
         unit.status = UnitStatus.LEASED
         unit.attempts += 1
         job.attempts += 1
@@ -520,15 +555,22 @@ class ParkState:
             worker.last_seen = max(worker.last_seen, e.at)
         for unit_id in e.unit_ids:
             unit = self.units.get(unit_id)
+            if unit is None or unit.status is not UnitStatus.LEASED:
+                continue
             if (
-                unit is not None
-                and unit.status is UnitStatus.LEASED
-                and unit.worker_id == e.worker_id
+                unit.worker_id == e.worker_id
                 and unit.lease_deadline is not None
                 and e.lease_deadline > unit.lease_deadline
             ):
                 unit.lease_deadline = e.lease_deadline
                 self.leased[unit_id] = e.lease_deadline
+            elif (
+                unit.backup_worker_id == e.worker_id
+                and unit.backup_deadline is not None
+                and e.lease_deadline > unit.backup_deadline
+            ):
+                unit.backup_deadline = e.lease_deadline
+                self.backup_leased[unit_id] = e.lease_deadline
 
     def _unit_completed(self, e: UnitCompleted) -> None:
         unit = self.units.get(e.unit_id)
@@ -545,8 +587,10 @@ class ParkState:
             raise ValueError(f"result of unit {unit.id}: {problem}")
         kind.absorb(job.kind_state, unit.payload, e.result)
         if unit.status is UnitStatus.LEASED:
-            # A holder whose lease expired may report before the unit's new holder: its
-            # report wins, and the new holder's reservation is given back.
+            # A holder whose lease expired, or a backup attempt, may report before the
+            # unit's current holder: its report wins, and the other attempts are let go
+            # (their workers are told to stop them), their reservation given back.
+            self._drop_backup(unit)
             self._release_lease(unit, refund=unit.worker_id != e.worker_id)
         else:  # reported by a holder whose lease had expired: still the first report
             job.queue.remove(unit.id)
@@ -556,6 +600,7 @@ class ParkState:
         if e.wall_seconds > 0:
             job.timed_units += 1
             job.timed_seconds += e.wall_seconds
+            insort(job.wall_times, e.wall_seconds)
         entry = self.ledger_entry(job.user, unit.priority)
         entry.charged += e.charged
         job.charged += e.charged
@@ -576,13 +621,25 @@ class ParkState:
 
     def _unit_failed(self, e: UnitFailed) -> None:
         unit = self.units.get(e.unit_id)
-        if unit is None or unit.status is not UnitStatus.LEASED or unit.worker_id != e.worker_id:
-            return  # only the current holder can fail a unit
+        if unit is None or unit.status is not UnitStatus.LEASED:
+            return
+        if e.worker_id == unit.backup_worker_id:
+            # A backup attempt failed: counted, and let go; the first attempt runs on.
+            self._drop_backup(unit)
+            unit.failures += 1
+            unit.failed_on.append(e.worker_id)
+            unit.last_error = e.error
+            return
+        if unit.worker_id != e.worker_id:
+            return  # only a holder can fail a unit
         self._release_lease(unit, refund=True)
         unit.failures += 1
         unit.failed_on.append(e.worker_id)
         unit.last_error = e.error
         job = self.jobs[unit.job_id]
+        if e.retry and unit.backup_worker_id is not None:
+            self._promote_backup(unit)  # its backup attempt is the one running now
+            return
         if e.retry:
             # Queued again behind the job's other units, so another worker likely runs it.
             unit.status = UnitStatus.QUEUED
@@ -590,15 +647,24 @@ class ParkState:
             self._set_runnable(job, e.at)
             return
         unit.status = UnitStatus.FAILED
+        self._drop_backup(unit)
         if job.error is None:
             tries = f" (attempt {e.attempt} of {job.max_attempts})" if e.attempt else ""
             job.error = f"unit {unit.id} failed{tries}: {e.error}"
 
     def _lease_expired(self, e: UnitLeaseExpired) -> None:
         unit = self.units.get(e.unit_id)
-        if unit is None or unit.status is not UnitStatus.LEASED or unit.worker_id != e.worker_id:
+        if unit is None or unit.status is not UnitStatus.LEASED:
+            return
+        if e.worker_id == unit.backup_worker_id:
+            self._drop_backup(unit)
+            return
+        if unit.worker_id != e.worker_id:
             return
         self._release_lease(unit, refund=True)
+        if unit.backup_worker_id is not None:
+            self._promote_backup(unit)
+            return
         unit.status = UnitStatus.QUEUED
         job = self.jobs[unit.job_id]
         if job.id in self.runnable:
@@ -635,6 +701,27 @@ class ParkState:
             entry.refunded += unit.reserved
         unit.reserved = 0.0
         unit.lease_deadline = None
+
+    def _drop_backup(self, unit: UnitView) -> None:
+        """Let a unit's backup attempt go (its worker is told to stop it)."""
+        if unit.backup_worker_id is None:
+            return
+        self.backup_leased.pop(unit.id, None)
+        worker = self.workers.get(unit.backup_worker_id)
+        if worker is not None:
+            worker.units.discard(unit.id)
+        unit.backup_worker_id = unit.backup_deadline = unit.backup_granted_at = None
+
+    def _promote_backup(self, unit: UnitView) -> None:
+        """The current attempt is gone (failed, lost): the unit's backup attempt becomes
+        its current one, so the unit stays leased instead of being queued again."""
+        unit.worker_id = unit.backup_worker_id
+        unit.lease_deadline = unit.backup_deadline
+        unit.granted_at = unit.backup_granted_at
+        if unit.lease_deadline is not None:
+            self.leased[unit.id] = unit.lease_deadline
+        self.backup_leased.pop(unit.id, None)
+        unit.backup_worker_id = unit.backup_deadline = unit.backup_granted_at = None
 
 
 _HANDLERS: dict[type, Any] = {

@@ -19,6 +19,9 @@ DEFAULT_WEIGHTS: dict[Priority, float] = {
 }
 
 DAY = 86_400.0
+# What `park serve` configures: a unit leased twice as long as its job's median unit
+# time is a straggler.
+BACKUP_FACTOR = 2.0
 
 
 class PolicyConfig(BaseModel):
@@ -47,6 +50,12 @@ class PolicyConfig(BaseModel):
     hot_finished_jobs: int = Field(default=10_000, ge=0)
     hot_finished_seconds: float = Field(default=DAY, ge=0)
     max_unit_seconds: float = Field(default=DAY, gt=0)
+    # Backup attempts (park.scheduler.backups): a worker with nothing queued to run may
+    # run a second attempt of a unit leased longer than `backup_factor` times its job's
+    # median unit time (and `backup_min_seconds`), once the job has nothing queued.
+    # None: no backups (as every log from before them; `park serve` sets BACKUP_FACTOR).
+    backup_factor: float | None = Field(default=None, gt=1)
+    backup_min_seconds: float = Field(default=0.25, ge=0)
 
     @field_validator("weights")
     @classmethod

@@ -11,6 +11,7 @@ from typing import Any
 from park.domain import Priority, WorkerPolicy, function_allowed
 from park.projections.pilots import pilot_reasons
 from park.projections.state import JobView, ParkState, queue_key
+from park.scheduler.backups import straggler_after
 from park.scheduler.policy import (
     age_boost,
     allows_job,
@@ -63,6 +64,13 @@ def explain(
         reasons.append(
             f"{len(retried)} unit(s) failed an attempt and are tried again "
             f"(at most {job.max_attempts} failures each)"
+        )
+
+    answer["backups"] = backups(state, job, now)
+    if answer["backups"]:
+        reasons.append(
+            f"{len(answer['backups'])} backup attempt(s) of straggling units run on idle "
+            "workers; the first report of each unit counts"
         )
 
     recent = list(state.recent_grants)
@@ -150,6 +158,22 @@ def explain(
         answer["estimated_start"] = now + ahead / rate
     answer["grants_ahead"] = round(ahead)
     return answer
+
+
+def backups(state: ParkState, job: JobView, now: float) -> list[dict[str, Any]]:
+    """The job's units running twice: a straggler and its backup attempt (by unit id)."""
+    twice = [u for u in (state.units.get(i) for i in job.unit_ids) if u and u.backup_worker_id]
+    return [
+        {
+            "unit": unit.id,
+            "worker": unit.worker_id,
+            "running_for": now - (unit.granted_at or now),
+            "backup_worker": unit.backup_worker_id,
+            "backup_running_for": now - (unit.backup_granted_at or now),
+            "straggler_after": straggler_after(state, job),
+        }
+        for unit in sorted(twice, key=lambda u: u.id)
+    ]
 
 
 def running_progress(state: ParkState, job: JobView, now: float) -> dict[str, Any]:

@@ -46,6 +46,7 @@ class Grant:
     priority: Priority = Priority.FREE
     vstart: float = 0.0
     vpass: float = 0.0
+    backup: bool = False  # a second attempt of a unit leased to another worker
 
 
 def allows_job(worker: WorkerView, job: JobView) -> bool:

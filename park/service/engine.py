@@ -34,6 +34,7 @@ from park.events.log import EventLog, EventTooLarge, LogUnavailable
 from park.events.schema import Event
 from park.projections.state import JobView, ParkState
 from park.protocol import LEASE_SECONDS, REAP_INTERVAL
+from park.scheduler.backups import next_straggler_at
 from park.scheduler.config import PolicyConfig
 from park.service.archive_store import ArchiveStore
 from park.service.feed import JobFeed
@@ -484,6 +485,10 @@ class ParkService:
             remaining = deadline - loop.time()
             if remaining <= 0 or self._closing:
                 return []
+            now = self.clock()
+            straggler = next_straggler_at(self.state, worker_id, now)
+            if straggler is not None:  # look again when a unit may get a backup attempt
+                remaining = min(remaining, straggler - now + 0.001)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(available.wait(), remaining)
 
