@@ -37,6 +37,11 @@ class ParkCollector(Collector):
             "Registered workers that have not left",
             value=sum(1 for w in state.workers.values() if w.active),
         )
+        yield GaugeMetricFamily(
+            "park_units_in_memory",
+            "Units in the unit table (in flight, and the latest completed of each job)",
+            value=len(state.units),
+        )
         yield GaugeMetricFamily("park_log_offset", "Offset folded", value=state.offset)
         book = state.notices
         sent = CounterMetricFamily(

@@ -186,7 +186,9 @@ def _surface_panel(ax: Axes, result: dict[str, Any]) -> bool:
         return True
     ax.grid(False)  # (grid lines would cross the cells)
     shown = np.log10(np.where(chisq > 0, chisq, np.nan))
-    mesh = ax.pcolormesh(axes[1], axes[0], shown, shading="nearest", cmap="viridis")
+    mesh = ax.pcolormesh(
+        axes[1], axes[0], shown, shading="nearest", cmap="viridis", rasterized=True
+    )
     ax.figure.colorbar(mesh, ax=ax, label="log10 χ²")
     if names[0] in best and names[1] in best:
         ax.plot([best[names[1]]], [best[names[0]]], "r+", ms=12, mew=2, label="best fit")

@@ -21,7 +21,7 @@ from park.api.access import Rules, Service, Who
 from park.api.history import day_range, days_json
 from park.api.plots import NoPlot, days_svg, fit_svg, ledger_svg, map_svg
 from park.api.schemas import ledger_json
-from park.domain import JobStatus
+from park.domain import JobStatus, UnitStatus
 from park.errors import Conflict, NotFound
 from park.projections.archive import units_summary
 from park.projections.state import JobView, UnitView
@@ -94,14 +94,19 @@ async def job_units(
     limit: int = Query(default=1000, ge=1, le=100_000),
 ) -> dict[str, Any]:
     """The job's work units (id, status, attempts, worker), its owner only. A finished
-    job's units are forgotten: its list is empty, its `summary` says what they did."""
+    job's units are forgotten: its list is empty, its `summary` says what they did. An
+    active job lists its units in flight and its latest completed ones; `counts` and
+    `total` count all of them."""
     job = access.own_job(job_id, who)
     units = [service.state.units[u] for u in job.unit_ids if u in service.state.units]
+    counts = Counter(u.status.value for u in units if u.status is not UnitStatus.DONE)
+    if job.units_done:
+        counts[UnitStatus.DONE.value] = job.units_done
     return {
         "id": job.id,
         "status": job.status.value,
-        "total": len(units),
-        "counts": dict(Counter(u.status.value for u in units)),
+        "total": job.units_total if job.active else len(units),
+        "counts": dict(counts),
         "units": [unit_json(u) for u in units[:limit]],
         "summary": None if job.active else units_summary(job),
         "offset": service.state.offset,

@@ -66,6 +66,10 @@ RECENT_FOLD_ERRORS = 100
 # many (benchmarks/isolation.py); the property tests and `park replay --verify` check
 # every table in full.
 INVARIANT_SAMPLE = 8
+# Completed units an active job keeps in the unit table (its page and `explain` show
+# them); older ones leave it, counted in the job's totals, so a job's units in memory are
+# those in flight plus these, however large its plan (a 2M-point scan).
+RECENT_DONE_UNITS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +110,7 @@ class JobView:
     kind_state: Any = None
     queue: deque[str] = field(default_factory=deque)
     unit_ids: list[str] = field(default_factory=list)
+    done_units: deque[str] = field(default_factory=deque)  # kept completed units, oldest first
     # Virtual time: the job's pass in the fair-share order, and since when it has waited.
     vpass: float = 0.0
     waiting_since: float = 0.0
@@ -379,7 +384,7 @@ class ParkState:
         job = self.jobs.get(e.job_id)
         if job is None or not job.active:
             return
-        fresh = [u for u in e.units if u.unit_id not in self.units]
+        fresh = [u for u in e.units if u.unit_id not in self.units and not _planned(job, u.unit_id)]
         KINDS[job.kind].planned(job.kind_state, [u.payload for u in fresh])
         for u in fresh:
             self.units[u.unit_id] = UnitView(id=u.unit_id, job_id=job.id, payload=u.payload)
@@ -440,6 +445,7 @@ class ParkState:
                 self._drop_backup(unit)
                 self._release_lease(unit, refund=True)
         job.unit_ids = []
+        job.done_units.clear()
         job.queue.clear()
         job.kind_state = None
         job.wall_times = []
@@ -618,6 +624,11 @@ class ParkState:
         if worker is not None:
             worker.units_done += 1
             worker.last_seen = e.at
+        job.done_units.append(unit.id)
+        if len(job.done_units) > RECENT_DONE_UNITS:
+            forgotten = job.done_units.popleft()
+            del self.units[forgotten]
+            job.unit_ids.remove(forgotten)
 
     def _unit_failed(self, e: UnitFailed) -> None:
         unit = self.units.get(e.unit_id)
@@ -722,6 +733,13 @@ class ParkState:
             self.leased[unit.id] = unit.lease_deadline
         self.backup_leased.pop(unit.id, None)
         unit.backup_worker_id = unit.backup_deadline = unit.backup_granted_at = None
+
+
+def _planned(job: JobView, unit_id: str) -> bool:
+    """Whether a unit id of the planner's form (`JOB/N`) was planned before: a completed
+    unit that left the unit table must not be planned again by a repeated plan."""
+    prefix, _, number = unit_id.rpartition("/")
+    return prefix == job.id and number.isdigit() and int(number) < job.units_total
 
 
 _HANDLERS: dict[type, Any] = {

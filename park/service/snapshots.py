@@ -18,7 +18,10 @@ from park.projections.state import ParkState
 
 def _format() -> str:
     """Snapshots are pickles of slotted dataclasses, stored by field position: a snapshot
-    is only valid for exactly these fields, so their names are part of its format."""
+    is only valid for exactly these fields (the kinds' states too), so their names are
+    part of its format."""
+    from park.kinds import map as map_kind
+    from park.kinds.fit import de, local, multistart, scan
     from park.projections import notices, pilots, state
 
     shapes = [
@@ -27,6 +30,8 @@ def _format() -> str:
             state.ParkState, state.JobView, state.UnitView, state.WorkerView,
             state.LedgerEntry, state.DecayedUsage, pilots.PilotView,
             notices.NoticeBook, notices.Notice, notices.Waiting,
+            map_kind.MapState, scan.ScanState, de.DEState, multistart.MultistartState,
+            local.LocalResults,
         )
     ]  # fmt: skip
     return "park-snapshot-2:" + hashlib.sha256(";".join(shapes).encode()).hexdigest()[:16]

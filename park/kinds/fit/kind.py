@@ -52,7 +52,7 @@ class FitKind(JobKind):
 
     def check_result(self, state: FitState, payload: dict[str, Any], result: Any) -> str | None:
         """The shape each task's worker side returns, checked without copying the state
-        (a scan's state holds its whole chi-squared surface)."""
+        (a scan's state holds its surface)."""
         if not isinstance(result, dict):
             return "expected an object"
         if payload["task"] == "local":
