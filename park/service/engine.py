@@ -41,6 +41,7 @@ from park.service.feed import JobFeed
 from park.service.history import find_job
 from park.service.limits import UserLimits, check_submit
 from park.service.snapshots import SnapshotStore
+from park.service.waiters import LeaseWaiters
 
 if TYPE_CHECKING:
     from park.service.following import Follower, Leader
@@ -114,7 +115,7 @@ class ParkService:
         self.follower: Follower | None = None
         self.leader: Leader | None = None
         self._lock = asyncio.Lock()
-        self._work_available = asyncio.Event()
+        self._waiters = LeaseWaiters()  # lease long-polls waiting for work
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._snapshot_offset = 0
@@ -202,7 +203,7 @@ class ParkService:
         in no new one, so the server does not hang on polls (some from workers already
         gone) for up to their whole wait."""
         self._closing = True
-        self._wake_lease_polls()
+        self._waiters.wake_all()
         if self.follower is not None:
             self.follower.close_polls()
 
@@ -307,7 +308,7 @@ class ParkService:
         self.feed.record(changes.records, self.state)
         self.store_archived()
         if changes.work_available:
-            self._wake_lease_polls()
+            self._waiters.work_added()
         self._changed.set()
         self._changed = asyncio.Event()
         if self.follower is not None:
@@ -320,10 +321,6 @@ class ParkService:
         """The single writer folds what it appended; a shared log's reads must continue
         the projections' offset without a hole."""
         return records if self.follower is None else self.follower.continuing(records)
-
-    def _wake_lease_polls(self) -> None:
-        self._work_available.set()
-        self._work_available = asyncio.Event()
 
     def _tell_fold_errors(self, changes: core.Changes) -> None:
         """Log each event the fold left out."""
@@ -469,7 +466,8 @@ class ParkService:
     async def _lease(
         self, worker_id: str, max_units: int, deadline: float, max_seconds: float | None
     ) -> list[LeasedUnit]:
-        """The long-poll itself: grant, or wait for work until the loop time `deadline`."""
+        """The long-poll itself: grant, or wait for work until the loop time `deadline`.
+        A poll woken by work hands the wake-up on while work is still queued (waiters)."""
         loop = asyncio.get_running_loop()
         command = core.LeaseUnits(
             worker_id=worker_id,
@@ -477,9 +475,13 @@ class ParkService:
             lease_seconds=self.config.lease_seconds,
             max_seconds=max_seconds,
         )
+        relay: int | None = None
         while True:
-            available = self._work_available
-            granted = (await self.handle(command)).step.events
+            try:
+                granted = (await self.handle(command)).step.events
+            finally:
+                if relay is not None and self.state.runnable:
+                    self._waiters.wake_next(relay)
             if granted:
                 return core.leased_units(self.state, granted)
             remaining = deadline - loop.time()
@@ -489,8 +491,7 @@ class ParkService:
             straggler = next_straggler_at(self.state, worker_id, now)
             if straggler is not None:  # look again when a unit may get a backup attempt
                 remaining = min(remaining, straggler - now + 0.001)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(available.wait(), remaining)
+            relay = await self._waiters.wait(remaining)
 
     async def report(self, worker_id: str, reports: Sequence[UnitReport]) -> list[str]:
         """Record unit results and failures; return the ids of reports that were ignored."""
