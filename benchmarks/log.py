@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from park import core
 from park.domain import Priority
 from park.events.schema import (
     Event,
@@ -234,9 +235,11 @@ async def bench_append(tmp: Path, count: int, batch: int, repeat: int) -> list[R
 # -- (b) replay ---------------------------------------------------------------------------
 
 
-async def replay(path: Path) -> tuple[ParkState, float, float]:
+async def replay(path: Path, *, via_core: bool = False) -> tuple[ParkState, float, float]:
     """Read and fold the whole log into a fresh state, as `ParkService.catch_up` does;
-    return the state and the seconds spent reading (with parsing) and folding."""
+    return the state and the seconds spent reading (with parsing) and folding.
+    `via_core`: fold each page with `park.core.fold` (what catch_up calls: the same
+    apply, plus the `Changes` it returns) instead of calling `ParkState.apply`."""
     log = SqliteEventLog(path)  # a fresh connection: nothing cached from the writes
     state = ParkState()
     read_s = fold_s = 0.0
@@ -246,8 +249,11 @@ async def replay(path: Path) -> tuple[ParkState, float, float]:
         t1 = time.perf_counter()
         if not records:
             break
-        for rec in records:
-            state.apply(rec.offset, rec.event)
+        if via_core:
+            core.fold(state, [(rec.offset, rec.event) for rec in records])
+        else:
+            for rec in records:
+                state.apply(rec.offset, rec.event)
         fold_s += time.perf_counter() - t1
         read_s += t1 - t0
     await log.close()
@@ -268,10 +274,14 @@ async def bench_replay(path: Path, count: int, batch: int, gc_on: bool) -> tuple
     note = f"map jobs: {len(state.jobs)}, units: {sum(j.units_done for j in state.jobs.values()):,}"
     del state
     gc.collect()
+    with gc_paused():
+        _, _, core_fold_s = await replay(path, via_core=True)
+    gc.collect()
     rows = [
         Row("setup: build + append", n, written, note),
         Row("replay: read + parse", n, read_s, "SqliteEventLog.read, 10,000 a page"),
         Row("replay: fold", n, fold_s, "ParkState.apply"),
+        Row("replay: fold via core", n, core_fold_s, "park.core.fold, as catch_up: + Changes"),
         Row("replay: total", n, read_s + fold_s, "GC paused, as ParkService.catch_up"),
     ]
     if gc_on:
