@@ -10,6 +10,7 @@ from indexes, newest first by the job's `seq`.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -140,7 +141,9 @@ class ArchiveStore:
             )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite rolls some failures (a read-only disk) back itself
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
             raise
 
     def clear(self) -> None:

@@ -154,7 +154,10 @@ class ParkService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        self.snapshot()
+        try:
+            self.snapshot()
+        except Exception as err:  # a cache: the next start-up folds the log instead
+            log.warning("no snapshot at shutdown: %s", err)
         self.archive.close()
         await self.log.close()
 
@@ -185,7 +188,11 @@ class ParkService:
         folded (`position`: record that offset even when nothing moved)."""
         if self.state.outbox or position:
             jobs, days = self.state.outbox.take()
-            self.archive.write(jobs, days, self.state.offset)
+            try:
+                self.archive.write(jobs, days, self.state.offset)
+            except BaseException:  # (a full or read-only disk) kept for the next try
+                self.state.outbox.jobs[:0], self.state.outbox.days[:0] = jobs, days
+                raise
 
     @property
     def closing(self) -> bool:
@@ -306,7 +313,10 @@ class ParkService:
             return changes
         self._tell_fold_errors(changes)
         self.feed.record(changes.records, self.state)
-        self.store_archived()
+        try:
+            self.store_archived()
+        except Exception as err:  # what was appended stands; the archive takes it later
+            log.warning("the archive cannot take finished jobs now: %s", err)
         if changes.work_available:
             self._waiters.work_added()
         self._changed.set()

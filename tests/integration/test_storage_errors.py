@@ -1,12 +1,15 @@
 """A real `park serve` whose log cannot take writes: a full disk (a small tmpfs of its
-own; the tests run as root) or a log file locked by another writer is a 503 with
-Retry-After that records nothing, reads keep working, and the service takes writes again
-by itself once it can."""
+own), a log file locked by another writer, or a file system the kernel turned read-only
+(an ext4 image on a loop device) is a 503 with Retry-After that records nothing, and
+reads keep working. The service takes writes again by itself once it can; a read-only
+ext4 takes them only once repaired and mounted again, so there the server is restarted.
+Mounting needs root: those tests skip otherwise (CI runs them as root)."""
 
 from __future__ import annotations
 
 import errno
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -22,8 +25,13 @@ from tests.support import ParkServer, free_port, wait_for
 SLEEP = "park.builtins:sleep"
 
 
+NEEDS_ROOT = "mounts a file system of its own, which needs root (CI runs the tests as root)"
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip(NEEDS_ROOT)
     mount = tmp_path / "disk"
     mount.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], check=True)
@@ -31,6 +39,38 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def ext4_disk(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A 64 MB ext4 image mounted on a loop device, made read-only by the kernel when it
+    sees an error (`errors=remount-ro`, as on a failing disk)."""
+    if os.geteuid() != 0:
+        pytest.skip(NEEDS_ROOT)
+    image, mount = tmp_path / "disk.img", tmp_path / "disk"
+    mount.mkdir()
+    with image.open("wb") as f:
+        f.truncate(64 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop,errors=remount-ro", str(image), str(mount)], check=True)
+    try:
+        yield image, mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def turn_read_only(mount: Path) -> None:
+    """What a disk error does: ext4 records the error and turns its file system
+    read-only; every later write gets EROFS (kernel sysfs `trigger_fs_error`)."""
+    device = subprocess.run(
+        ["findmnt", "-no", "SOURCE", str(mount)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    os.sync()  # what the kernel had written back when the error struck (see the test)
+    trigger = Path("/sys/fs/ext4") / Path(device).name / "trigger_fs_error"
+    trigger.write_text("park test: the disk turns read-only\n")
+    with pytest.raises(OSError) as refused:
+        (mount / "probe").write_text("x")
+    assert refused.value.errno == errno.EROFS
 
 
 def fill(path: Path) -> None:
@@ -128,3 +168,56 @@ def test_a_log_locked_by_another_process_is_a_503_until_it_is_released(tmp_path:
         assert submit(http).status_code == 201
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_a_read_only_file_system_is_a_503_and_nothing_is_half_written(
+    ext4_disk: tuple[Path, Path],
+) -> None:
+    image, mount = ext4_disk
+    server = ParkServer(
+        data_dir=mount / "park-data", port=free_port(), log_dir=mount.parent
+    ).start()
+    try:
+        http = client(server.url)
+        accepted = [submit(http).json()["id"] for _ in range(3)]
+        wait_for(lambda: all(get_job(http, j)["progress"]["total"] == 1 for j in accepted))
+        # With synchronous=NORMAL (the default) a commit is not fsync'd: what the kernel
+        # had not yet written back when the disk failed is lost with it (`--durable`
+        # fsyncs each commit); the sync in turn_read_only stands for that write-back.
+        turn_read_only(mount)
+        before = offset(http)
+        for _ in range(3):
+            assert refused_for_now(submit(http))
+        assert refused_for_now(http.post(f"/v1/jobs/{accepted[0]}/cancel"))
+        worker = http.post("/v1/workers", json={"name": "w", "cpus": 1})
+        assert refused_for_now(worker)
+        assert offset(http) == before, "a refused request recorded something"
+        listed = http.get("/v1/jobs").json()["jobs"]  # reads keep working
+        assert {j["id"] for j in listed} == set(accepted)
+        assert all(j["status"] == "pending" for j in listed)
+        assert http.get("/healthz").status_code == 200
+    finally:
+        server.stop()
+    # It stops cleanly, without its snapshot (a cache: the next start folds the log).
+    assert server.proc is not None and server.proc.returncode in (0, -signal.SIGTERM)
+    said = (mount.parent / f"serve-{server.port}.log").read_text()
+    assert "no snapshot at shutdown" in said and "Traceback" not in said, said[-3000:]
+
+    # The administrator's repair: unmount, check, mount again; then the server starts
+    # on it with everything it accepted, and takes writes again.
+    subprocess.run(["umount", str(mount)], check=True)
+    checked = subprocess.run(["e2fsck", "-f", "-y", str(image)], capture_output=True, text=True)
+    assert checked.returncode in (0, 1), checked.stdout + checked.stderr  # 1: fixed
+    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
+    server.start()
+    http = client(server.url)
+    assert {j["id"] for j in http.get("/v1/jobs").json()["jobs"]} == set(accepted)
+    assert submit(http).status_code == 201
+    server.stop()
+    replay = subprocess.run(
+        [sys.executable, "-m", "park", "replay", "--verify", "--data-dir", str(server.data_dir)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert "0 differ" in replay.stdout, replay.stdout
