@@ -31,3 +31,14 @@ def test_three_parameters_keep_the_history() -> None:
     axes = {"a": [1.0], "b": [0.0], "c": [0.0]}
     text = text_of(fit_svg(spec_of("a*x + b"), scan_result(["a", "b", "c"], axes, [[[1.0]]])))
     assert "per chunk" in text
+
+
+def test_a_fine_grid_stays_a_small_picture() -> None:
+    """A 300 x 300 grid (scans go up to 10^6 points) is one embedded image, not a shape per
+    cell: a page can load it (drawn cell by cell it was 17 MB of SVG)."""
+    n = 300
+    axes = {"a": [i / n for i in range(n)], "b": [i / n for i in range(n)]}
+    chisq = [[1.0 + (i - 150) ** 2 + (j - 100) ** 2 for j in range(n)] for i in range(n)]
+    svg = fit_svg(spec_of("a*x + b"), scan_result(["a", "b"], axes, chisq))
+    assert "χ² surface over a and b" in text_of(svg)
+    assert len(svg) < 500_000, len(svg)
