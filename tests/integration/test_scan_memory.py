@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 import httpx
+import pytest
 
 from park.kinds.fit.scan import HISTORY_CHUNKS, SURFACE_POINTS, WINDOW
 from park.projections.state import RECENT_DONE_UNITS
@@ -37,6 +38,7 @@ def units_in_memory(http: httpx.Client) -> int:
     return int(float(found.group(1)))
 
 
+@pytest.mark.slow
 def test_a_large_scan_holds_only_its_units_in_flight(
     park_server: ParkServer, start_worker: Any
 ) -> None:
