@@ -5,7 +5,8 @@ is (model formula, Start 1 values, data), fitted by `multistart` with `--starts`
 (64) and seed 1, no bounds, no dy, one start per unit (the kind's default):
 
   (a) `park serve --workers 1` on a fresh temporary data directory,
-  (b) the same with `--workers 2`,
+  (b) the same with `--workers 2` (backup attempts of stragglers on, the default),
+  (b') the same with `--workers 2 --backup-factor 0` (no backups; skip with --no-baseline),
   (c) the floor: the same units, planned by the `fit` kind from the same normalised spec,
       each run in this process with `FitKind.run_unit` (the worker-side function: the
       same two `scipy.optimize.least_squares` solves per start and the statistics of the
@@ -16,9 +17,13 @@ For (a) and (b) the clock runs from the POST /v1/jobs to the first GET /v1/jobs/
 shows the job complete. Server start-up, worker registration (GET /v1/workers) and a
 warm-up fit (so every worker's child process has started and imported scipy; skip it
 with --cold) happen before the clock starts. The servers run one after the other, never
-together. Every wait is bounded. `unit CPU s` is the CPU time spent in the units: for park
-as the workers report it (the ledger's `core_seconds`), in process `time.process_time`;
-on a machine shared with other work it tells slow-because-busy from real overhead.
+together. Every wait is bounded. Jobs run at priority `normal` (1 credit per slot-second),
+so each run's credits charged (the ledger's difference) show that backups cost the user
+nothing: only the attempt that reports first is charged. `load` is the machine's 1-minute
+load average when the run ended (2 cores: above 2, other work shares them). `unit CPU s`
+is the CPU time spent in the units: for park as the workers report it (the ledger's
+`core_seconds`), in process `time.process_time`; on a machine shared with other work it
+tells slow-because-busy from real overhead.
 
 Each configuration runs `--repeat` times (3); the table gives the best and the median.
 
@@ -62,10 +67,14 @@ class Run:
     cpu: float  # CPU seconds spent running the units (park: as its workers report them)
     chisq: float  # the best chi^2 found
     split: tuple[int, ...] = ()  # units each park worker ran
+    credits: float = 0.0  # charged to the user (park)
+    backups: int = 0  # backup attempts granted (park)
+    load: float = 0.0  # the 1-minute load average at the end of the run
 
     def __str__(self) -> str:
         shares = f" ({'+'.join(map(str, self.split))} units)" if len(self.split) > 1 else ""
-        return f"{self.seconds:.2f}{shares}"
+        extra = f", {self.backups} backups" if self.backups else ""
+        return f"{self.seconds:.2f}{shares}{extra} [load {self.load:.1f}]"
 
 
 # -- NIST StRD file, read as it is ----------------------------------------------------------
@@ -118,23 +127,25 @@ def in_process(spec: dict[str, Any]) -> Run:
         kind.absorb(state, payload, result)
     finished = kind.outcome(normal, state)
     assert finished is not None and finished.error is None, finished
-    return Run(seconds, cpu, float(finished.result["chisq"]))
+    return Run(seconds, cpu, float(finished.result["chisq"]), load=os.getloadavg()[0])
 
 
 # -- (a), (b): a real `park serve --workers N` ---------------------------------------------
 
 
 @contextlib.contextmanager
-def park_serve(workers: int, base: Path) -> Iterator[httpx.Client]:
+def park_serve(workers: int, base: Path, backups: bool = True) -> Iterator[httpx.Client]:
     """`park serve --workers N` on a fresh data dir; yields a client once all N workers
     have registered. The server (which stops its own workers) is ended by its pid."""
     port = free_port()
-    log_path = base / f"serve-{workers}.log"
+    name = f"{workers}{'' if backups else '-no-backups'}"
+    log_path = base / f"serve-{name}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "park", "serve", "--host", "127.0.0.1",
              "--port", str(port), "--workers", str(workers),
-             "--data-dir", str(base / f"data-{workers}")],
+             "--data-dir", str(base / f"data-{name}"),
+             *([] if backups else ["--backup-factor", "0"])],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -169,15 +180,21 @@ def core_seconds(http: httpx.Client) -> float:
     return float(sum(u["core_seconds"] for u in users.values()))
 
 
+def credits(http: httpx.Client) -> float:
+    """Credits charged to every user so far (the ledger's total)."""
+    users = http.get("/v1/ledger").json()["users"]
+    return float(sum(u["charged"] for u in users.values()))
+
+
 def units_done(http: httpx.Client) -> dict[str, int]:
     return {w["id"]: w["units_done"] for w in http.get("/v1/workers").json()["workers"]}
 
 
 def run_job(http: httpx.Client, spec: dict[str, Any], timeout: float) -> Run:
     """Wall seconds from POST to the first GET that shows the job complete."""
-    cpu, before = core_seconds(http), units_done(http)
+    cpu, before, charged = core_seconds(http), units_done(http), credits(http)
     started = time.perf_counter()
-    response = http.post("/v1/jobs", json={"kind": "fit", "spec": spec})
+    response = http.post("/v1/jobs", json={"kind": "fit", "spec": spec, "priority": "normal"})
     response.raise_for_status()
     job_id = response.json()["id"]
     deadline = time.monotonic() + timeout
@@ -194,7 +211,16 @@ def run_job(http: httpx.Client, spec: dict[str, Any], timeout: float) -> Run:
         raise RuntimeError(f"job {job_id} ended {body['status']}: {body}")
     after = units_done(http)
     split = tuple(sorted((n - before.get(w, 0) for w, n in after.items()), reverse=True))
-    return Run(seconds, core_seconds(http) - cpu, float(body["result"]["chisq"]), split)
+    summary = http.get(f"/v1/jobs/{job_id}").json()["units_summary"]
+    return Run(
+        seconds,
+        core_seconds(http) - cpu,
+        float(body["result"]["chisq"]),
+        split,
+        credits=credits(http) - charged,
+        backups=summary["attempts"] - summary["count"],
+        load=os.getloadavg()[0],
+    )
 
 
 def warm_up(http: httpx.Client, spec: dict[str, Any], workers: int, timeout: float) -> None:
@@ -209,9 +235,15 @@ def warm_up(http: httpx.Client, spec: dict[str, Any], workers: int, timeout: flo
 
 
 def bench_park(
-    spec: dict[str, Any], workers: int, base: Path, repeat: int, cold: bool, timeout: float
+    spec: dict[str, Any],
+    workers: int,
+    base: Path,
+    repeat: int,
+    cold: bool,
+    timeout: float,
+    backups: bool = True,
 ) -> list[Run]:
-    with park_serve(workers, base) as http:
+    with park_serve(workers, base, backups) as http:
         if not cold:
             warm_up(http, spec, workers, timeout)
         return [run_job(http, spec, timeout) for _ in range(repeat)]
@@ -229,6 +261,9 @@ def main() -> None:
     parser.add_argument("--cold", action="store_true", help="no warm-up job before the clock")
     parser.add_argument("--timeout", type=float, default=600.0, help="per job, seconds")
     parser.add_argument("--keep", type=Path, help="keep data dirs and logs here")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip 2 workers without backup attempts"
+    )
     args = parser.parse_args()
 
     path = NIST_DIR / f"{args.dataset}.dat"
@@ -243,7 +278,10 @@ def main() -> None:
     )
 
     floor_name = "in-process loop"
-    names = ("park serve --workers 1", "park serve --workers 2", floor_name)
+    plain = "2 workers, no backups"
+    names: tuple[str, ...] = ("park serve --workers 1", "park serve --workers 2", floor_name)
+    if not args.no_baseline:
+        names = (*names, plain)
     runs: dict[str, list[Run]] = {name: [] for name in names}
     # The floor is measured before and after the servers, so a neighbour's load on a
     # shared machine is less likely to flatter or hurt it alone.
@@ -254,6 +292,10 @@ def main() -> None:
         for workers in (1, 2):
             name = f"park serve --workers {workers}"
             runs[name] = bench_park(spec, workers, base, args.repeat, args.cold, args.timeout)
+        if plain in runs:
+            runs[plain] = bench_park(
+                spec, 2, base, args.repeat, args.cold, args.timeout, backups=False
+            )
     runs[floor_name] += [in_process(spec) for _ in range(args.repeat)]
 
     best = {name: min(r, key=lambda run: run.seconds) for name, r in runs.items()}
@@ -262,13 +304,15 @@ def main() -> None:
     print()
     print(
         f"{'run':<24} {'wall s':>8} {'median s':>9} {'per start':>10} {'unit CPU s':>11} "
-        f"{'best chi^2':>13}"
+        f"{'best chi^2':>13} {'credits (median)':>17}"
     )
     for name in names:
         run = best[name]
+        charged = statistics.median(r.credits for r in runs[name])
         print(
             f"{name:<24} {run.seconds:>8.2f} {median[name]:>9.2f} "
-            f"{1000 * run.seconds / args.starts:>8.1f}ms {run.cpu:>11.2f} {run.chisq:>13.8g}"
+            f"{1000 * run.seconds / args.starts:>8.1f}ms {run.cpu:>11.2f} {run.chisq:>13.8g} "
+            f"{charged if name != floor_name else float('nan'):>17.2f}"
         )
     print()
     print(f"{'':<40} {'best':>6} {'median':>7}")
@@ -276,16 +320,28 @@ def main() -> None:
         ("speed-up, 2 workers vs 1", lambda t: t[names[0]] / t[names[1]]),
         ("park overhead, 1 worker / in-process", lambda t: t[names[0]] / t[floor_name]),
         ("park overhead, 2 workers / (in-proc / 2)", lambda t: 2 * t[names[1]] / t[floor_name]),
+        *(
+            [("speed-up, 2 workers, no backups vs 1", lambda t: t[names[0]] / t[plain])]
+            if plain in runs
+            else []
+        ),
     ):
         walls = {name: best[name].seconds for name in names}
         print(f"{label:<40} {ratio(walls):>5.2f}x {ratio(median):>6.2f}x")
     if len(runs[floor_name]) > 1:
         print("all runs (s):")
         for name in names:
-            print(f"  {name:<22} " + " ".join(map(str, runs[name])))
+            print(f"  {name:<22} " + "; ".join(map(str, runs[name])))
     chisq = best[floor_name].chisq
-    agree = all(math.isclose(run.chisq, chisq, rel_tol=1e-9) for run in best.values())
-    print(f"same best chi^2 everywhere: {'yes' if agree else 'NO'}")
+    every = [run for r in runs.values() for run in r]
+    agree = all(math.isclose(run.chisq, chisq, rel_tol=1e-9) for run in every)
+    print(f"same best chi^2 in every run: {'yes' if agree else 'NO'} ({chisq:.8g})")
+    with_backups = statistics.median(r.credits for r in runs[names[1]])
+    print(f"credits charged per job, median: 2 workers with backups {with_backups:.2f}", end="")
+    if plain in runs:
+        without = statistics.median(r.credits for r in runs[plain])
+        print(f", without {without:.2f} (ratio {with_backups / without:.3f})", end="")
+    print(f"; 1 worker {statistics.median(r.credits for r in runs[names[0]]):.2f}")
 
 
 if __name__ == "__main__":

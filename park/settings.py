@@ -30,6 +30,7 @@ from pydantic_settings import (
 )
 
 from park.protocol import LEASE_POLL_SECONDS, LEASE_SECONDS
+from park.scheduler.config import BACKUP_FACTOR
 from park.service import limits
 
 ENV_PREFIX = "PARK_"
@@ -151,6 +152,12 @@ class ServeSettings(NotifyFields):
     )
     max_unit_seconds: float = Field(
         86_400.0, gt=0, description="no unit runs longer than this, whatever its job asks"
+    )
+    backup_factor: float = Field(
+        BACKUP_FACTOR,
+        ge=0,
+        description="a unit leased this many times its job's median unit time gets a backup "
+        "attempt on an idle worker (0: never)",
     )
 
 

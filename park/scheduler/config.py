@@ -54,7 +54,7 @@ class PolicyConfig(BaseModel):
     # run a second attempt of a unit leased longer than `backup_factor` times its job's
     # median unit time (and `backup_min_seconds`), once the job has nothing queued.
     # None: no backups (as every log from before them; `park serve` sets BACKUP_FACTOR).
-    backup_factor: float | None = Field(default=None, gt=1)
+    backup_factor: float | None = Field(default=None, gt=0)
     backup_min_seconds: float = Field(default=0.25, ge=0)
 
     @field_validator("weights")
