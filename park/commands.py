@@ -45,6 +45,7 @@ from park.scheduler.backups import lease_grants
 from park.scheduler.config import PolicyConfig
 from park.scheduler.pilots import PilotSpecError, pilot_request
 from park.scheduler.policy import Grant, WorkRequest
+from park.scheduler.resplit import resplit
 
 # Units one job may plan in one step: each is a row in the unit table and part of one
 # event, so an enormous plan would exhaust memory at every start-up.
@@ -208,6 +209,10 @@ def settle_jobs(state: ParkState, job_ids: Iterable[str], now: float) -> list[Ev
                 for i, p in enumerate(payloads)
             ]
             events.append(UnitsPlanned(at=now, job_id=job.id, units=units))
+            continue
+        split = resplit(state, job, now)
+        if split:
+            events.extend(split)
             continue
         finished = kind.outcome(job.spec, job.kind_state)
         if finished is not None:

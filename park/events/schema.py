@@ -91,6 +91,18 @@ class UnitsPlanned(EventBase):
     units: list[PlannedUnit]
 
 
+class UnitsSplit(EventBase):
+    """A queued unit, never granted, cut into smaller units doing the same work, because
+    the pool had more idle worker slots than queued units (multistart starts, scan grid
+    ranges): `unit_id` leaves its job's queue and unit table, and `units` take its place
+    in the queue, in order."""
+
+    type: Literal["units.split"] = "units.split"
+    job_id: str
+    unit_id: str
+    units: list[PlannedUnit]
+
+
 class JobPriorityChanged(EventBase):
     type: Literal["job.priority_changed"] = "job.priority_changed"
     job_id: str
@@ -356,6 +368,7 @@ class NotificationCancelled(EventBase):
 Event = Annotated[
     JobSubmitted
     | UnitsPlanned
+    | UnitsSplit
     | JobPriorityChanged
     | JobTagsChanged
     | JobCancelled

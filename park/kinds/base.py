@@ -67,6 +67,12 @@ class JobKind(abc.ABC):
     def next_units(self, spec: dict[str, Any], state: Any) -> list[dict[str, Any]]:
         """Decide: payloads of units to plan now (empty when the current stage is planned)."""
 
+    def split(self, payload: dict[str, Any], parts: int) -> list[dict[str, Any]]:
+        """Decide: a queued unit's work cut into at most `parts` smaller units that do
+        exactly the same work between them (each absorbed like any unit, the kind's state
+        unchanged: the same work is planned); empty when it cannot be cut."""
+        return []
+
     @abc.abstractmethod
     def outcome(self, spec: dict[str, Any], state: Any) -> Finished | None:
         """Decide: the job's result once all its work is absorbed, else None."""

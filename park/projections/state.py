@@ -41,6 +41,7 @@ from park.events.schema import (
     UnitGranted,
     UnitLeaseExpired,
     UnitsPlanned,
+    UnitsSplit,
     WorkerExpired,
     WorkerJoined,
     WorkerLeft,
@@ -392,6 +393,32 @@ class ParkState:
             job.unit_ids.append(u.unit_id)
         job.units_total += len(fresh)
         self._set_runnable(job, e.at)
+
+    def _units_split(self, e: UnitsSplit) -> None:
+        """A queued unit, never granted, replaced in its job's queue by smaller ones (the
+        same work: the kind's state does not change)."""
+        job = self.jobs.get(e.job_id)
+        unit = self.units.get(e.unit_id)
+        if (
+            job is None
+            or not job.active
+            or unit is None
+            or unit.job_id != job.id
+            or unit.status is not UnitStatus.QUEUED
+            or unit.attempts
+            or not e.units
+            or any(u.unit_id in self.units for u in e.units)
+        ):
+            return
+        at = job.queue.index(unit.id)
+        del job.queue[at]
+        for k, u in enumerate(e.units):
+            self.units[u.unit_id] = UnitView(id=u.unit_id, job_id=job.id, payload=u.payload)
+            job.queue.insert(at + k, u.unit_id)
+            job.unit_ids.append(u.unit_id)
+        del self.units[unit.id]
+        job.unit_ids.remove(unit.id)
+        job.units_total += len(e.units) - 1
 
     def _priority_changed(self, e: JobPriorityChanged) -> None:
         job = self.jobs.get(e.job_id)
@@ -745,6 +772,7 @@ def _planned(job: JobView, unit_id: str) -> bool:
 _HANDLERS: dict[type, Any] = {
     JobSubmitted: ParkState._job_submitted,
     UnitsPlanned: ParkState._units_planned,
+    UnitsSplit: ParkState._units_split,
     JobPriorityChanged: ParkState._priority_changed,
     JobTagsChanged: ParkState._tags_changed,
     JobCancelled: ParkState._job_cancelled,

@@ -2,7 +2,7 @@
 units wait on one worker behind a long unit while another worker idles finishes by the
 idle worker's backups; the slow worker is told to stop them and is not charged; a backup
 that loses to the first attempt is stopped and discarded; `park replay --verify` re-makes
-every backup decision from the log."""
+every backup decision from the log; a job with fewer units than idle workers is cut."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.integration.helpers import all_events, client, submit_map, wait_final
+from tests.kinds.test_fit_kind import sine_spec
 from tests.support import ParkServer, wait_for
 
 LONG = 3.0  # the straggler: the other worker backs it up too, and loses
@@ -102,3 +103,36 @@ def test_idle_workers_back_up_stragglers_first_report_wins_loser_stopped_and_unc
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert ": 0 differ" in verified.stdout, verified.stdout
     assert "backup" not in verified.stdout
+
+
+def test_a_multistart_with_fewer_units_than_idle_workers_is_split_across_them(
+    park_server: ParkServer, start_worker: Any
+) -> None:
+    start_worker(park_server)
+    start_worker(park_server)
+    spec = sine_spec("multistart", starts=8, seed=3, per_unit=8)  # one unit of eight starts
+    with client(park_server.url, user="ann") as http:
+        wait_for(lambda: len(http.get("/v1/workers").json()["workers"]) == 2, timeout=60)
+        response = http.post("/v1/jobs", json={"kind": "fit", "spec": spec})
+        assert response.status_code == 201, response.text
+        job_id = response.json()["id"]
+        done = wait_final(http, job_id, timeout=60)
+        assert done["status"] == "complete"
+        result = http.get(f"/v1/jobs/{job_id}/result").json()["result"]
+        events = [r["event"] for r in all_events(http)]
+    (split,) = [e for e in events if e["type"] == "units.split"]
+    assert split["unit_id"] == f"{job_id}/0"
+    assert [(u["payload"]["first"], len(u["payload"]["starts"])) for u in split["units"]] == [
+        (0, 4), (4, 4)
+    ]  # fmt: skip
+    # Each idle worker was given a half (which report won is timing: a worker still
+    # importing scipy may lose its half to the other's backup); every start was fitted.
+    firsts = {
+        e["worker_id"]
+        for e in events
+        if e["type"] == "unit.granted" and e["job_id"] == job_id and not e.get("backup")
+    }
+    assert len(firsts) == 2, [e for e in events if e["type"] == "unit.granted"]
+    assert done["units_summary"]["done"] == 2
+    assert result["starts"] == 8 and len(result["history"]) == 8
+    assert all(h["chisq"] is not None for h in result["history"])

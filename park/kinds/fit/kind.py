@@ -91,6 +91,29 @@ class FitKind(JobKind):
             return []
         return units
 
+    def split(self, payload: dict[str, Any], parts: int) -> list[dict[str, Any]]:
+        """Local solves (multistart's starts, a polish) by their starts, grid units by
+        their index range; differential evolution's generations are not cut."""
+        if payload["task"] == "local":
+            starts = payload["starts"]
+            size = -(-len(starts) // max(1, parts))
+            if len(starts) < 2 or size >= len(starts):
+                return []
+            return [
+                {**payload, "first": payload["first"] + i, "starts": starts[i : i + size]}
+                for i in range(0, len(starts), size)
+            ]
+        if payload["task"] == "grid":
+            start, stop = payload["start"], payload["stop"]
+            size = -(-(stop - start) // max(1, parts))
+            if stop - start < 2 or size >= stop - start:
+                return []
+            return [
+                {**payload, "start": i, "stop": min(i + size, stop)}
+                for i in range(start, stop, size)
+            ]
+        return []
+
     def outcome(self, spec: dict[str, Any], state: FitState) -> Finished | None:
         method = _BY_STATE[type(state)]
         try:
