@@ -25,9 +25,11 @@ from park.commands import WorkerDetails
 from park.domain import Priority, UnitReport
 from park.events.schema import (
     Event,
+    UnitFailed,
     UnitGranted,
     UnitLeaseExpired,
     UnitsPlanned,
+    UnitsSplit,
     WorkerExpired,
     WorkRequested,
     job_id_of,
@@ -317,7 +319,7 @@ class Changes:
 
     records: tuple[tuple[int, Event], ...] = ()  # folded now (not those folded before)
     jobs: frozenset[str] = frozenset()  # jobs touched: to settle
-    work_available: bool = False  # units queued (planned, or a lease lost): wake lease polls
+    work_available: bool = False  # units queued (planned, split, retried, a lease lost)
     accepted: frozenset[int] = frozenset()  # offsets of the asks' grants the fold accepted
     fold_errors: tuple[FoldError, ...] = ()  # events the fold left out
 
@@ -348,10 +350,17 @@ def fold(state: ParkState, records: Iterable[tuple[int, Event]]) -> Changes:
         job_id = job_id_of(event)
         if job_id is not None:
             jobs.add(job_id)
-        work_available = work_available or isinstance(event, UnitsPlanned | UnitLeaseExpired)
+        work_available = work_available or queues_work(event)
     new_errors = state.fold_errors - seen_errors
     errors = tuple(list(state.recent_fold_errors)[-new_errors:]) if new_errors > 0 else ()
     return Changes(tuple(folded), frozenset(jobs), work_available, frozenset(accepted), errors)
+
+
+def queues_work(event: Event) -> bool:
+    """Whether folding the event may queue a unit: lease long-polls are woken for it."""
+    return isinstance(event, UnitsPlanned | UnitsSplit | UnitLeaseExpired) or (
+        isinstance(event, UnitFailed) and event.retry
+    )
 
 
 def follow_up(changes: Changes) -> SettleJobs | None:

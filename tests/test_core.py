@@ -86,3 +86,22 @@ def test_the_fold_says_which_events_it_left_out() -> None:
     assert [(e.offset, e.type) for e in changes.fold_errors] == [(len(log) + 1, "unit.completed")]
     assert changes.jobs == {"j"}  # folded (left out), so the offset moved on
     assert state.offset == len(log) + 1
+
+
+def test_a_failed_attempt_queued_again_wakes_lease_polls_a_last_one_does_not() -> None:
+    state, log = ParkState(), Log()
+    changes: list[core.Changes] = []
+
+    def run(command: core.Command) -> core.Step:
+        return core.execute(state, command, 5.0, log.append_batch, changes.append)
+
+    one = {**SPEC, "inputs": [0.0]}
+    run(core.SubmitJob(job_id="j", user="ann", kind="map", spec=one, max_attempts=2))
+    run(core.RegisterWorker(worker_id="w", details={"name": "w", "cpus": 1}))
+    lease = core.LeaseUnits(worker_id="w", max_units=1, lease_seconds=30.0)
+    failure = [UnitReport("j/0", False, None, "boom")]
+    for retried in (True, False):
+        assert [e.type for e in run(lease).events] == ["work.requested", "unit.granted"]
+        changes.clear()
+        run(core.ReportUnits(worker_id="w", reports=failure))
+        assert changes[0].work_available is retried
