@@ -308,11 +308,12 @@ class WorkerAgent:
                             left = begun + seconds - time.monotonic()
                             deadline = asyncio.get_running_loop().time() + left
                         limit.reschedule(deadline)
-                        begun, report = await child.next_report()
-                        del self._running[unit_id]
-                        pending.popleft()
-                        if unit_id not in self._stopped:
-                            reports.append(report)
+                        for finished_at, report in await child.reports():
+                            begun = finished_at  # the next unit began then
+                            unit_id = pending.popleft()["id"]
+                            self._running.pop(unit_id, None)
+                            if unit_id not in self._stopped:
+                                reports.append(report)
             except (TimeoutError, ChildLost) as err:
                 unit = pending[0]
                 unit_id, seconds = unit["id"], unit.get("time_limit")

@@ -27,8 +27,8 @@ from typing import Any
 
 from park.worker.runner import AllowList, run_unit
 
-# A batch and each result travel as one line (a fit's data can be large).
-MAX_LINE = 256 * 1024 * 1024
+POLL_FIRST = 0.0002  # seconds before the agent first looks for a batch's reports
+POLL_MOST = 0.005  # and at most this long between looks
 
 
 # The child's first lines, before anything else is imported (importing park and numpy takes
@@ -56,16 +56,30 @@ class Child:
     def __init__(self) -> None:
         self.proc: asyncio.subprocess.Process | None = None
         self.killed = False  # killed on purpose (a unit stopped), not crashed
+        self._replies = -1  # the read end of the child's report pipe (non-blocking)
+        self._partial = b""  # the start of a report line not yet complete
 
     async def start(self) -> Child:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", START, str(os.getpid()),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=MAX_LINE,
-        )  # fmt: skip
+        # The reports come through a pipe the agent polls rather than one the event loop
+        # watches: a batch of short units then costs the agent a read every few
+        # milliseconds, not a wake-up per unit.
+        replies, into = os.pipe()
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", START, str(os.getpid()),
+                stdin=asyncio.subprocess.PIPE, stdout=into,
+            )  # fmt: skip
+        except BaseException:
+            os.close(replies)
+            raise
+        finally:
+            os.close(into)
+        os.set_blocking(replies, False)
+        self._replies = replies
         return self
 
     async def send(self, units: list[dict[str, Any]], patterns: tuple[str, ...]) -> None:
-        """Hand the child a batch; its reports follow in order (`next_report`)."""
+        """Hand the child a batch; its reports follow in order (`reports`)."""
         proc = self.proc
         assert proc is not None and proc.stdin is not None
         try:
@@ -74,24 +88,36 @@ class Child:
         except (ConnectionError, BrokenPipeError) as err:
             raise ChildLost(str(err)) from err
 
-    async def next_report(self) -> tuple[float, dict[str, Any]]:
-        """The next unit's report and when it finished (monotonic clock)."""
-        proc = self.proc
-        assert proc is not None and proc.stdout is not None
-        try:
-            line = await proc.stdout.readline()
-        except ConnectionError as err:
-            raise ChildLost(str(err)) from err
-        if not line:
-            code = await proc.wait()
-            raise ChildLost(f"the child process ended (exit code {code})")
-        finished_at, report = json.loads(line)
-        return float(finished_at), report
+    async def reports(self) -> list[tuple[float, dict[str, Any]]]:
+        """The next reports, in order, each with when its unit finished (monotonic clock):
+        all the child has written, once it has written at least one. Looked for every
+        0.2 ms at first, then less often, at least every 5 ms (a long unit's wait)."""
+        delay = POLL_FIRST
+        while True:
+            lines = self._read()
+            if lines:
+                return [(float(at), report) for at, report in map(json.loads, lines)]
+            if lines is None:  # every write end closed: the child is gone
+                code = await self.proc.wait() if self.proc is not None else None
+                raise ChildLost(f"the child process ended (exit code {code})")
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, POLL_MOST)
 
-    async def run(self, unit: dict[str, Any], patterns: tuple[str, ...]) -> dict[str, Any]:
-        """One unit alone (a batch of one)."""
-        await self.send([unit], patterns)
-        return (await self.next_report())[1]
+    def _read(self) -> list[bytes] | None:
+        """The complete lines in the pipe now; None once the child is gone."""
+        chunks = [self._partial]
+        while True:
+            try:
+                chunk = os.read(self._replies, 1 << 20)
+            except BlockingIOError:
+                break
+            if not chunk:  # the child is gone: its last reports first, then None
+                if b"\n" in b"".join(chunks):
+                    break
+                return None
+            chunks.append(chunk)
+        *lines, self._partial = b"".join(chunks).split(b"\n")
+        return lines
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -104,6 +130,9 @@ class Child:
         if self.proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 await self.proc.wait()
+        if self._replies >= 0:
+            os.close(self._replies)
+            self._replies = -1
 
 
 def _die_with(parent: int) -> None:
