@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any, NotRequired, TypedDict, Unpack, get_args
+from typing import Any, NamedTuple, NotRequired, TypedDict, Unpack, get_args
 from urllib.parse import urlsplit
 
 from park.domain import MAX_ATTEMPTS_LIMIT, Priority, UnitReport, UnitStatus, WorkerPolicy
@@ -590,28 +590,27 @@ def slot_seconds(unit: UnitView, worker_id: str, wall: float, cpu: float, now: f
     allocation, not the CPU used): its wall time (its CPU time if it gave none), never
     more than the reporting attempt (current or backup) held its lease."""
     held = max(wall, cpu)
-    since = attempt_granted_at(unit, worker_id)
+    since = attempt_of(unit, worker_id).granted_at
     if since is not None:
         held = min(held, max(0.0, now - since))
     return held
 
 
-def attempt_granted_at(unit: UnitView, worker_id: str) -> float | None:
-    """When this worker's running attempt of the unit was granted (None: it runs none)."""
-    if unit.worker_id == worker_id:
-        return unit.granted_at
-    if unit.backup_worker_id == worker_id:
-        return unit.backup_granted_at
-    return None
+class Attempt(NamedTuple):
+    """A worker's running attempt of a unit: when it was granted, when its lease ends."""
+
+    granted_at: float | None
+    deadline: float | None
 
 
-def attempt_deadline(unit: UnitView, worker_id: str) -> float | None:
-    """The lease deadline of this worker's running attempt of the unit, if any."""
+def attempt_of(unit: UnitView, worker_id: str) -> Attempt:
+    """This worker's running attempt of the unit: the current one or the backup (all
+    None when it runs none)."""
     if unit.worker_id == worker_id:
-        return unit.lease_deadline
+        return Attempt(unit.granted_at, unit.lease_deadline)
     if unit.backup_worker_id == worker_id:
-        return unit.backup_deadline
-    return None
+        return Attempt(unit.backup_granted_at, unit.backup_deadline)
+    return Attempt(None, None)
 
 
 def failed(
@@ -651,10 +650,10 @@ def extend_leases(
     for unit_id in sorted(set(unit_ids) & worker.units):
         unit = state.units[unit_id]
         deadline = now + lease_seconds
-        since = attempt_granted_at(unit, worker_id)
+        since, current = attempt_of(unit, worker_id)
         if unit.time_limit is not None and since is not None:
             deadline = min(deadline, since + unit.time_limit + TIME_LIMIT_GRACE)
-        if deadline > (attempt_deadline(unit, worker_id) or 0.0):
+        if deadline > (current or 0.0):
             by_deadline.setdefault(deadline, []).append(unit_id)
     return [
         LeaseExtended(at=now, worker_id=worker_id, unit_ids=held, lease_deadline=deadline)
@@ -669,7 +668,7 @@ def earliest_deadline(
     none): what a heartbeat's answer says."""
     worker = state.workers.get(worker_id)
     mine = worker.units if worker is not None else set()
-    deadlines = (attempt_deadline(state.units[u], worker_id) for u in unit_ids if u in mine)
+    deadlines = (attempt_of(state.units[u], worker_id).deadline for u in unit_ids if u in mine)
     return min((d for d in deadlines if d is not None), default=now)
 
 
