@@ -72,6 +72,11 @@ def explain(
             f"{len(answer['backups'])} backup attempt(s) of straggling units run on idle "
             "workers; the first report of each unit counts"
         )
+        reasons.extend(
+            f"unit {b['unit']} runs on {b['worker']} for {b['running_for']:.1f} s and, as a "
+            f"backup, on {b['backup_worker']} for {b['backup_running_for']:.1f} s"
+            for b in answer["backups"][:5]
+        )
 
     recent = list(state.recent_grants)
     mine = sum(1 for granted, _ in recent if granted == job.id)
