@@ -81,23 +81,30 @@ class Access:
 
 
 # -- what a route may ask for (create_app puts the service and an Access on app.state) ---
+# Coroutines, though they never wait: FastAPI runs a plain function dependency in a thread
+# pool, three thread hops per request, which under a thousand workers' polls queued behind
+# the pool's 40 threads and left the server's event loop idle (benchmarks/many_workers.py).
 
 
-def access_of(request: Request) -> Access:
+def _access(request: Request) -> Access:
     access: Access = request.app.state.access
     return access
 
 
-def service_of(request: Request) -> ParkService:
-    return access_of(request).service
+async def access_of(request: Request) -> Access:
+    return _access(request)
 
 
-def caller_of(
+async def service_of(request: Request) -> ParkService:
+    return _access(request).service
+
+
+async def caller_of(
     request: Request,
     authorization: str | None = Header(default=None),
     x_park_user: str | None = Header(default=None),
 ) -> Caller:
-    return access_of(request).identify(authorization, x_park_user)
+    return _access(request).identify(authorization, x_park_user)
 
 
 Rules = Annotated[Access, Depends(access_of)]

@@ -16,7 +16,7 @@ from park.service.engine import ParkService
 
 
 def notify_router(
-    service: ParkService, caller: Callable[..., Caller], *, sends_mail: bool
+    service: ParkService, caller: Callable[..., Any], *, sends_mail: bool
 ) -> APIRouter:
     router = APIRouter(tags=["notifications"])
 
