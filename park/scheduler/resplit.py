@@ -11,7 +11,7 @@ settled, on the state alone.
 from __future__ import annotations
 
 from park.events.schema import PlannedUnit, UnitsSplit
-from park.kinds import KINDS
+from park.kinds import KINDS, JobKind
 from park.projections.state import JobView, ParkState
 from park.scheduler.policy import may_serve
 
@@ -33,10 +33,13 @@ def queued_units(state: ParkState) -> int:
 def resplit(state: ParkState, job: JobView, now: float) -> list[UnitsSplit]:
     """Splits of the job's queued, never granted units, first in queue order, until the
     pool's idle slots are matched by queued units (none when they already are)."""
-    if not job.queue:
+    kind = KINDS[job.kind]
+    if not job.queue or type(kind).split is JobKind.split:
+        # Nothing to cut: and counting the idle slots walks the whole pool, which at
+        # every lease and report of a thousand workers' map jobs cost a third of the
+        # server's time (benchmarks/many_workers.py).
         return []
     spare = idle_slots(state, job) - queued_units(state)
-    kind = KINDS[job.kind]
     events: list[UnitsSplit] = []
     for unit_id in job.queue:
         if spare <= 0:
