@@ -96,79 +96,67 @@ async def agent(
     # the load generator time quadratic in the connections (httpcore assigns every
     # request by scanning every connection).
     async with httpx.AsyncClient(base_url=url, timeout=120.0) as http:
-        await run_agent(http, index, args, tally, ready, stop, registered)
+        answer = await http.post("/v1/workers", json={"name": f"sim-{index}", "cpus": 1})
+        answer.raise_for_status()
+        worker_id = answer.json()["id"]
+        running: set[str] = set()
+        lease_body = {"max_units": args.batch, "max_seconds": 0.5, "wait": 1.0}
 
+        async def heartbeat() -> None:
+            while not stop.is_set():
+                await asyncio.sleep(args.heartbeat)
+                if running:
+                    started = time.perf_counter()
+                    response = await http.post(
+                        f"/v1/workers/{worker_id}/heartbeat", json={"unit_ids": sorted(running)}
+                    )
+                    if tally.counting:
+                        tally.heartbeats += 1
+                        tally.heartbeat_latency.append(time.perf_counter() - started)
+                    if response.status_code >= 400:
+                        tally.errors += 1
 
-async def run_agent(
-    http: httpx.AsyncClient,
-    index: int,
-    args: argparse.Namespace,
-    tally: Tally,
-    ready: asyncio.Event,
-    stop: asyncio.Event,
-    registered: list[int],
-) -> None:
-    answer = await http.post("/v1/workers", json={"name": f"sim-{index}", "cpus": 1})
-    answer.raise_for_status()
-    worker_id = answer.json()["id"]
-    running: set[str] = set()
-    lease_body = {"max_units": args.batch, "max_seconds": 0.5, "wait": 1.0}
-
-    async def heartbeat() -> None:
-        while not stop.is_set():
-            await asyncio.sleep(args.heartbeat)
-            if running:
+        beat = asyncio.create_task(heartbeat())
+        registered[0] += 1
+        try:
+            await ready.wait()
+            while not stop.is_set():
                 started = time.perf_counter()
-                response = await http.post(
-                    f"/v1/workers/{worker_id}/heartbeat", json={"unit_ids": sorted(running)}
-                )
-                if tally.counting:
-                    tally.heartbeats += 1
-                    tally.heartbeat_latency.append(time.perf_counter() - started)
+                response = await http.post(f"/v1/workers/{worker_id}/lease", json=lease_body)
+                elapsed = time.perf_counter() - started
                 if response.status_code >= 400:
                     tally.errors += 1
-
-    beat = asyncio.create_task(heartbeat())
-    registered[0] += 1
-    try:
-        await ready.wait()
-        while not stop.is_set():
-            started = time.perf_counter()
-            response = await http.post(f"/v1/workers/{worker_id}/lease", json=lease_body)
-            elapsed = time.perf_counter() - started
-            if response.status_code >= 400:
-                tally.errors += 1
-                await asyncio.sleep(0.1)
-                continue
-            units = response.json()["units"]
-            if not units:
-                continue
-            if tally.counting:
-                tally.lease_calls += 1
-                tally.grants += len(units)
-                tally.lease_latency.append(elapsed)
-            ids = [u["id"] for u in units]
-            running.update(ids)
-            await asyncio.sleep(args.unit_seconds * len(units))
-            running.difference_update(ids)
-            reports = [
-                {"unit_id": i, "ok": True, "result": [0], "cpu_seconds": 0.0,
-                 "wall_seconds": max(args.unit_seconds, 0.0005)}
-                for i in ids
-            ]  # fmt: skip
-            response = await http.post(
-                f"/v1/workers/{worker_id}/reports", json={"reports": reports}
-            )
-            if response.status_code >= 400:
-                tally.errors += 1
-            elif tally.counting:
-                tally.reports += len(ids)
-    finally:
-        beat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beat
-        with contextlib.suppress(httpx.HTTPError):
-            await http.delete(f"/v1/workers/{worker_id}")
+                    await asyncio.sleep(0.1)
+                    continue
+                units = response.json()["units"]
+                if not units:
+                    continue
+                if tally.counting:
+                    tally.lease_calls += 1
+                    tally.grants += len(units)
+                    tally.lease_latency.append(elapsed)
+                ids = [u["id"] for u in units]
+                running.update(ids)
+                await asyncio.sleep(args.unit_seconds * len(units))
+                running.difference_update(ids)
+                reports = [
+                    {"unit_id": i, "ok": True, "result": [0], "cpu_seconds": 0.0,
+                     "wall_seconds": max(args.unit_seconds, 0.0005)}
+                    for i in ids
+                ]  # fmt: skip
+                response = await http.post(
+                    f"/v1/workers/{worker_id}/reports", json={"reports": reports}
+                )
+                if response.status_code >= 400:
+                    tally.errors += 1
+                elif tally.counting:
+                    tally.reports += len(ids)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            with contextlib.suppress(httpx.HTTPError):
+                await http.delete(f"/v1/workers/{worker_id}")
 
 
 def submit_work(url: str, units: int) -> None:
