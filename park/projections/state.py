@@ -110,7 +110,10 @@ class JobView:
     error: str | None = None
     kind_state: Any = None
     queue: deque[str] = field(default_factory=deque)
-    unit_ids: list[str] = field(default_factory=list)
+    # Its units in the unit table, in plan order: a dict (values unused) so that letting a
+    # done unit go is O(1); a list's remove was O(job size) per completion (23 µs at
+    # 100,000 units).
+    unit_ids: dict[str, None] = field(default_factory=dict)
     done_units: deque[str] = field(default_factory=deque)  # kept completed units, oldest first
     # Virtual time: the job's pass in the fair-share order, and since when it has waited.
     vpass: float = 0.0
@@ -390,7 +393,7 @@ class ParkState:
         for u in fresh:
             self.units[u.unit_id] = UnitView(id=u.unit_id, job_id=job.id, payload=u.payload)
             job.queue.append(u.unit_id)
-            job.unit_ids.append(u.unit_id)
+            job.unit_ids[u.unit_id] = None
         job.units_total += len(fresh)
         self._set_runnable(job, e.at)
 
@@ -415,9 +418,9 @@ class ParkState:
         for k, u in enumerate(e.units):
             self.units[u.unit_id] = UnitView(id=u.unit_id, job_id=job.id, payload=u.payload)
             job.queue.insert(at + k, u.unit_id)
-            job.unit_ids.append(u.unit_id)
+            job.unit_ids[u.unit_id] = None
         del self.units[unit.id]
-        job.unit_ids.remove(unit.id)
+        del job.unit_ids[unit.id]
         job.units_total += len(e.units) - 1
 
     def _priority_changed(self, e: JobPriorityChanged) -> None:
@@ -471,7 +474,7 @@ class ParkState:
             if unit is not None and unit.status is UnitStatus.LEASED:
                 self._drop_backup(unit)
                 self._release_lease(unit, refund=True)
-        job.unit_ids = []
+        job.unit_ids = {}
         job.done_units.clear()
         job.queue.clear()
         job.kind_state = None
@@ -655,7 +658,7 @@ class ParkState:
         if len(job.done_units) > RECENT_DONE_UNITS:
             forgotten = job.done_units.popleft()
             del self.units[forgotten]
-            job.unit_ids.remove(forgotten)
+            del job.unit_ids[forgotten]
 
     def _unit_failed(self, e: UnitFailed) -> None:
         unit = self.units.get(e.unit_id)

@@ -34,7 +34,8 @@ def _format() -> str:
             local.LocalResults,
         )
     ]  # fmt: skip
-    return "park-snapshot-2:" + hashlib.sha256(";".join(shapes).encode()).hexdigest()[:16]
+    # -3: JobView.unit_ids became a dict (the shapes above name fields, not their types).
+    return "park-snapshot-3:" + hashlib.sha256(";".join(shapes).encode()).hexdigest()[:16]
 
 
 FORMAT = _format()
