@@ -12,7 +12,9 @@ measured CPU time plus `--overhead` (5 ms), reports the batch when it ends, hear
 every second and skips or kills the units the answer says to stop (`--restart`, 0.1 s, a
 new child), and waits, when nothing is granted, until another worker reports or a unit
 becomes a straggler. The wall time is the simulated time from submission to the job's
-completion; the credits are its charge at priority `normal`.
+completion; the credits are its charge at priority `normal`. `--report-each`: workers
+report each unit as it ends, not with their batch; `--unbounded-batches`: without the
+policy's `batch_growth` bound (as before it, a lease sized by the first units' times).
 
     python benchmarks/straggler_sim.py                  # Thurber, 64 starts
     python benchmarks/straggler_sim.py --scale 0.15     # unit times as on a quiet machine
@@ -37,7 +39,7 @@ from park.domain import Priority, UnitReport, WorkerPolicy
 from park.kinds.fit.kind import FitKind
 from park.projections.state import ParkState
 from park.scheduler.backups import next_straggler_at
-from park.scheduler.config import BACKUP_FACTOR, PolicyConfig
+from park.scheduler.config import BACKUP_FACTOR, BATCH_GROWTH, PolicyConfig
 
 
 def measure(spec: dict[str, Any]) -> dict[int, tuple[Any, float]]:
@@ -75,6 +77,7 @@ def simulate(
     overhead: float,
     restart: float,
     each: bool = False,
+    growth: float | None = BATCH_GROWTH,
 ) -> tuple[float, float, int]:
     """Simulated seconds to complete the job, its credits, and its backup attempts."""
     state = ParkState()
@@ -84,7 +87,7 @@ def simulate(
     def run(command: core.Command) -> core.Step:
         return core.execute(state, command, now, lambda ev: [next(log_offset) for _ in ev])
 
-    policy = PolicyConfig(backup_factor=BACKUP_FACTOR if backups else None)
+    policy = PolicyConfig(backup_factor=BACKUP_FACTOR if backups else None, batch_growth=growth)
     run(core.Decide(decide=lambda s, at: commands.configure_policy(s, policy, at)))
     pool = [Worker(f"w{i}") for i in range(workers)]
     for w in pool:
@@ -183,6 +186,11 @@ def main() -> None:
     parser.add_argument(
         "--report-each", action="store_true", help="workers report each unit as it ends"
     )
+    parser.add_argument(
+        "--unbounded-batches",
+        action="store_true",
+        help="no batch_growth bound (a lease sized by the first units' times alone)",
+    )
     args = parser.parse_args()
     path = Path(NIST_DIR) / f"{args.dataset}.dat"
     if not path.is_file():
@@ -200,6 +208,7 @@ def main() -> None:
         "overhead": args.overhead,
         "restart": args.restart,
         "each": args.report_each,
+        "growth": None if args.unbounded_batches else BATCH_GROWTH,
     }
     one, one_credits, _ = simulate(spec, measured, 1, backups=True, **options)
     print(f"\n{'simulated run':<28} {'wall s':>8} {'speed-up':>9} {'credits':>8} {'backups':>8}")

@@ -16,7 +16,7 @@ from park import datadir
 from park.api.app import ApiSettings, create_app
 from park.api.auth import Role, TokenTable
 from park.events.sqlite import SqliteEventLog
-from park.scheduler.config import PolicyConfig
+from park.scheduler.config import BATCH_GROWTH, PolicyConfig
 from park.service.archive_store import ArchiveStore
 from park.service.background import BackgroundTask
 from park.service.engine import ParkService, ServiceConfig
@@ -97,6 +97,7 @@ def service_config(options: ServeOptions) -> ServiceConfig:
         hot_finished_seconds=options.hot_hours * 3600.0,
         max_unit_seconds=options.max_unit_seconds,
         backup_factor=options.backup_factor or None,
+        batch_growth=BATCH_GROWTH,
     )
     return ServiceConfig(
         lease_seconds=options.lease_seconds,

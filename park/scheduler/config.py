@@ -22,6 +22,7 @@ DAY = 86_400.0
 # What `park serve` configures: a unit leased twice as long as its job's median unit
 # time is a straggler.
 BACKUP_FACTOR = 2.0
+BATCH_GROWTH = 2.0
 
 
 class PolicyConfig(BaseModel):
@@ -56,6 +57,10 @@ class PolicyConfig(BaseModel):
     # None: no backups (as every log from before them; `park serve` sets BACKUP_FACTOR).
     backup_factor: float | None = Field(default=None, gt=0)
     backup_min_seconds: float = Field(default=0.25, ge=0)
+    # A time-sized lease takes at most this many times as many of a job's units as the
+    # job has timed, so a few fast first units do not send most of a heavy-tailed job to
+    # one worker in one batch. None: no such bound (logs from before it).
+    batch_growth: float | None = Field(default=None, gt=0)
 
     @field_validator("weights")
     @classmethod

@@ -188,6 +188,12 @@ def grant(state: ParkState, request: WorkRequest) -> list[Grant]:
         if runs_better_elsewhere(state, worker, job, state.units[job.queue[n]]):
             heapq.heappop(advanced)  # nothing more of this job for this worker now
             continue
+        growth = state.policy.batch_growth
+        if budget is not None and growth is not None and grants and n >= growth * job.timed_units:
+            # A job's few timed units say little of the rest (heavy-tailed starts): its
+            # share of a lease grows with them, so one lease cannot take most of the job.
+            heapq.heappop(advanced)
+            continue
         if budget is not None:
             estimate = job.unit_seconds
             if estimate is None:  # unknown: alone, or not in this lease

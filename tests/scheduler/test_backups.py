@@ -179,3 +179,23 @@ async def test_replay_re_makes_every_backup_decision() -> None:
     )
     first = (await replay(tampered, verify=True)).mismatches[0]
     assert (first.recorded[0][:2], first.replayed[0][:2]) == (("j/0", "j"), ("j/2", "j"))
+
+
+def test_a_lease_takes_of_a_job_at_most_twice_as_many_units_as_it_has_timed() -> None:
+    """Heavy-tailed starts: one fast first unit must not size a lease for most of the job
+    (then long units wait behind each other in one batch while another worker idles)."""
+    for growth, expected in ((2.0, [2, 6]), (None, [10, 0])):
+        config = PolicyConfig(batch_growth=growth).model_dump(mode="json")
+        run = Recording(PolicyConfigured(at=0.5, config=config), *job_with_units(11))
+        run.lease("w1", 2.0)  # j/0, alone: the job has no timing yet
+        run.report("w1", "j/0", 2.1, wall=0.01)
+        sizes = []
+        for now in (2.2, 2.3):
+            events = commands.lease_units(
+                run.state, "w1", 256, now=now, lease_seconds=30.0, max_seconds=0.5
+            )
+            granted = [e for e in run.fold(events) if isinstance(e, UnitGranted)]
+            sizes.append(len(granted))
+            for g in granted:
+                run.report("w1", g.unit_id, now + 0.05, wall=0.01)
+        assert sizes == expected, (growth, sizes)
