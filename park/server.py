@@ -16,7 +16,7 @@ from park import datadir
 from park.api.app import ApiSettings, create_app
 from park.api.auth import Role, TokenTable
 from park.events.sqlite import SqliteEventLog
-from park.scheduler.config import BATCH_GROWTH, PolicyConfig
+from park.scheduler.config import BACKUP_FACTOR, BATCH_GROWTH, PolicyConfig
 from park.service.archive_store import ArchiveStore
 from park.service.background import BackgroundTask
 from park.service.engine import ParkService, ServiceConfig
@@ -290,7 +290,11 @@ def run_scheduler(options: SchedulerOptions) -> None:
     service = build_following_service(
         options.log,
         options.data_dir,
-        config=ServiceConfig(lease_seconds=options.lease_seconds),
+        config=ServiceConfig(
+            lease_seconds=options.lease_seconds,
+            # as `park serve`'s defaults, so a leader change does not switch them off
+            policy=PolicyConfig(backup_factor=BACKUP_FACTOR, batch_growth=BATCH_GROWTH),
+        ),
         candidate=True,
         name=f"park-scheduler-{os.getpid()}",
     )
