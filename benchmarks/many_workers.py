@@ -237,7 +237,9 @@ def run_pool(workers: int, args: argparse.Namespace) -> dict[str, float]:
         try:
             with httpx.Client(base_url=url, timeout=10.0) as http:
                 wait_until(lambda: http.get("/healthz").status_code == 200, 60, "park serve up")
-            submit_work(url, args.units)
+            # A full batch for every agent, and more: with less, the first round of leases
+            # empties the queue and the window measures agents waiting for work.
+            submit_work(url, workers * args.batch + args.units)
             return asyncio.run(drive(url, workers, args, server.pid))
         finally:
             stop_process(server)
@@ -252,10 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unit-seconds", type=float, default=0.0, help="simulated unit run time")
     parser.add_argument("--batch", type=int, default=256, help="max_units per lease")
     parser.add_argument("--heartbeat", type=float, default=10.0, help="seconds between beats")
-    parser.add_argument("--units", type=int, default=400_000, help="units queued per size")
+    parser.add_argument(
+        "--units", type=int, default=200_000, help="units queued beyond a batch per agent"
+    )
     args = parser.parse_args(argv)
     print(
-        f"park serve, {args.units} queued no-op units, simulated agents in one process, "
+        f"park serve, agents x batch + {args.units} queued no-op units, simulated agents, "
         f"unit {args.unit_seconds}s, batch <= {args.batch}, heartbeat every {args.heartbeat}s, "
         f"{args.seconds:.0f}s window, {os.cpu_count()} cores\n",
         flush=True,
