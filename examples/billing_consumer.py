@@ -2,8 +2,9 @@
 
 It uses only aiokafka and the standard library, and what docs/events.md publishes: the
 event types and fields, and the reading rules (first report wins; a grant counts only for
-a queued unit and a joined worker; a completion counts only from a worker that held the
-unit, while its job is unfinished). Its totals therefore equal `park ledger`'s.
+a queued unit and a joined worker, a backup grant for a unit leased to another worker; a
+completion counts only from a worker that held the unit, while its job is unfinished).
+Its totals therefore equal `park ledger`'s.
 
     python examples/billing_consumer.py --bootstrap HOST:9092 --topic park-events
     python examples/billing_consumer.py --bootstrap HOST:9092 --json   # machine-readable
@@ -34,6 +35,7 @@ class Unit:
     job_id: str
     status: str = "queued"  # queued, leased, done, failed
     holder: str | None = None
+    backup: str | None = None  # a backup attempt's worker, beside the holder's
     holders: set[str] = field(default_factory=set)
     priority: str = "free"
 
@@ -70,6 +72,13 @@ class Bill:
                     if planned["unit_id"] not in self.units:
                         self.units[planned["unit_id"]] = Unit(job)
                         self.units_of[job].append(planned["unit_id"])
+        elif kind == "units.split":  # a queued unit replaced by pieces (the same work)
+            unit = self.units.get(event["unit_id"])
+            if unit and unit.status == "queued" and not unit.holders:
+                del self.units[event["unit_id"]]
+                for planned in event["units"]:
+                    self.units[planned["unit_id"]] = Unit(unit.job_id)
+                    self.units_of[unit.job_id].append(planned["unit_id"])
         elif kind in JOB_FINISHED:
             job = event["job_id"]
             if job in self.owner and job not in self.finished:
@@ -81,6 +90,15 @@ class Bill:
         elif kind in ("worker.left", "worker.expired"):
             if event["worker_id"] in self.workers:
                 self.workers[event["worker_id"]] = False
+        elif kind == "unit.granted" and event.get("backup"):
+            # a second attempt of a leased unit on another worker; either may complete it
+            unit, worker = self.units.get(event["unit_id"]), event["worker_id"]
+            if (
+                unit and unit.status == "leased" and unit.backup is None
+                and unit.holder != worker and self.workers.get(worker)
+            ):  # fmt: skip
+                unit.backup = worker
+                unit.holders.add(worker)
         elif kind == "unit.granted":
             unit = self.units.get(event["unit_id"])
             if unit and unit.status == "queued" and self.workers.get(event["worker_id"]):
@@ -89,15 +107,21 @@ class Bill:
                 unit.priority = event.get("priority", "free")
         elif kind in ("unit.lease_expired", "unit.failed"):
             unit = self.units.get(event["unit_id"])
-            if unit and unit.status == "leased" and unit.holder == event["worker_id"]:
-                # a failed attempt with `retry` is queued again, like a lost lease
+            if unit and unit.status == "leased" and unit.backup == event["worker_id"]:
+                unit.backup = None  # the backup attempt is let go; the first runs on
+            elif unit and unit.status == "leased" and unit.holder == event["worker_id"]:
+                # a failed attempt with `retry` is queued again, like a lost lease (unless
+                # a backup attempt runs: it becomes the unit's one attempt)
                 retried = kind == "unit.lease_expired" or event.get("retry", False)
-                unit.status = "queued" if retried else "failed"
-                unit.holder = None
+                if retried and unit.backup is not None:
+                    unit.holder, unit.backup = unit.backup, None
+                else:
+                    unit.status = "queued" if retried else "failed"
+                    unit.holder = unit.backup = None
         elif kind == "unit.completed":
             unit = self.units.get(event["unit_id"])
             if unit and unit.status in ("leased", "queued") and event["worker_id"] in unit.holders:
-                unit.status, unit.holder = "done", None
+                unit.status, unit.holder, unit.backup = "done", None, None
                 day = datetime.fromtimestamp(event["at"], UTC).date().isoformat()
                 line = self.lines[(day, self.owner[unit.job_id], unit.priority)]
                 line.units += 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from park import commands
-from park.domain import UnitReport, UnitStatus
+from park.domain import Priority, UnitReport, UnitStatus
 from park.events.memory import MemoryEventLog
 from park.events.schema import Event, PolicyConfigured, UnitCompleted, UnitGranted
 from park.projections.state import ParkState
@@ -199,3 +199,33 @@ def test_a_lease_takes_of_a_job_at_most_twice_as_many_units_as_it_has_timed() ->
             for g in granted:
                 run.report("w1", g.unit_id, now + 0.05, wall=0.01)
         assert sizes == expected, (growth, sizes)
+
+
+def test_the_example_billing_consumer_bills_backups_as_park_does() -> None:
+    """examples/billing_consumer.py reads the published rules; with backups (won, lost,
+    failed) and a lost first attempt its bill equals park's ledger."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "examples" / "billing_consumer.py"
+    spec = importlib.util.spec_from_file_location("billing_consumer", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    sys.modules["billing_consumer"] = example  # (its dataclasses look themselves up)
+    spec.loader.exec_module(example)
+    run = straggling()
+    run.lease("w2", 2.3)  # j/2 backed up by w2, which wins
+    run.report("w2", "j/2", 2.35, wall=0.04)
+    run.lease("w2", 2.4)  # j/1 backed up by w2, which loses
+    run.report("w1", "j/1", 2.5, wall=0.5)
+    run.report("w2", "j/1", 2.6, wall=0.2)
+    run.report("w1", "j/0", 2.7, wall=0.6)
+    bill = example.Bill()
+    for offset, event in enumerate(run.log, 1):
+        bill.add(offset, event.model_dump(mode="json"))
+    (line,) = bill.totals().values()
+    entry = run.state.ledger_entry("ann", Priority.NORMAL)
+    assert run.state.jobs["j"].status.value == "complete" and entry.units == 4
+    assert (line.units, line.credits) == (entry.units, pytest.approx(entry.charged))
+    assert line.slot_seconds == pytest.approx(entry.slot_seconds)
