@@ -479,27 +479,12 @@ def grant_events(
     events = []
     for g in grants:
         limit = unit_time_limit(state, state.jobs[g.job_id])
-        if g.backup:  # at the unit's own price; charged only if it reports first
-            unit = state.units[g.unit_id]
-            events.append(
-                UnitGranted(
-                    at=now,
-                    unit_id=g.unit_id,
-                    job_id=g.job_id,
-                    worker_id=worker_id,
-                    lease_deadline=now + min(lease_seconds, limit + TIME_LIMIT_GRACE),
-                    priority=unit.priority,
-                    price=unit.price,
-                    reserved=0.0,
-                    vstart=g.vstart,
-                    vpass=g.vpass,
-                    request_id=request_id,
-                    attempt=unit.attempts + 1,
-                    time_limit=limit,
-                    backup=True,
-                )
-            )
-            continue
+        unit = state.units[g.unit_id]
+        if g.backup:  # at the unit's own price, nothing reserved: charged if it wins
+            priority, price, reserved = unit.priority, unit.price, 0.0
+        else:
+            price = policy.price(g.priority)
+            priority, reserved = g.priority, price * policy.reserve_seconds
         events.append(
             UnitGranted(
                 at=now,
@@ -507,14 +492,15 @@ def grant_events(
                 job_id=g.job_id,
                 worker_id=worker_id,
                 lease_deadline=now + min(lease_seconds, limit + TIME_LIMIT_GRACE),
-                priority=g.priority,
-                price=policy.price(g.priority),
-                reserved=policy.price(g.priority) * policy.reserve_seconds,
+                priority=priority,
+                price=price,
+                reserved=reserved,
                 vstart=g.vstart,
                 vpass=g.vpass,
                 request_id=request_id,
-                attempt=state.units[g.unit_id].attempts + 1,
+                attempt=unit.attempts + 1,
                 time_limit=limit,
+                backup=g.backup,
             )
         )
     return events
