@@ -10,7 +10,7 @@ Finished jobs leave memory for the archive as the fold decides (park.projections
 
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +71,9 @@ INVARIANT_SAMPLE = 8
 # them); older ones leave it, counted in the job's totals, so a job's units in memory are
 # those in flight plus these, however large its plan (a 2M-point scan).
 RECENT_DONE_UNITS = 100
+# How many of an active job's latest unit wall times its typical time is the median of:
+# enough for a stable median, bounded so a job of millions of units holds no list of them.
+TYPICAL_SAMPLE = 1001
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +124,10 @@ class JobView:
     # How long its units take (wall time, from completions that said): sizes leases.
     timed_units: int = 0
     timed_seconds: float = 0.0
-    # The same wall times, sorted: their median is the job's typical unit time, against
-    # which a straggler is told (park.scheduler.backups). Dropped when the job finishes.
+    # The latest TYPICAL_SAMPLE wall times (in order of completion, and sorted): their
+    # median is the job's typical unit time, against which a straggler is told
+    # (park.scheduler.backups). Dropped when the job finishes.
+    recent_walls: deque[float] = field(default_factory=deque)
     wall_times: list[float] = field(default_factory=list)
     charged: float = 0.0  # credits settled for its units
     # The job's place in every listing (the offset of its submission: never changes, in
@@ -232,6 +237,15 @@ class DecayedUsage:
     def add(self, amount: float, now: float, half_life: float) -> None:
         self.value = self.at_time(max(now, self.at), half_life) + amount
         self.at = max(now, self.at)
+
+
+def remember_wall_time(job: JobView, wall: float) -> None:
+    """Keep the job's latest TYPICAL_SAMPLE wall times, sorted, for its median."""
+    if len(job.recent_walls) >= TYPICAL_SAMPLE:
+        oldest = job.recent_walls.popleft()
+        del job.wall_times[bisect_left(job.wall_times, oldest)]
+    job.recent_walls.append(wall)
+    insort(job.wall_times, wall)
 
 
 def queue_key(job: JobView) -> tuple[float, float, str]:
@@ -479,6 +493,7 @@ class ParkState:
         job.queue.clear()
         job.kind_state = None
         job.wall_times = []
+        job.recent_walls = deque()
         self._set_runnable(job, at)
         self.notices.job_ended(job.id, job.user, at, cancelled_by)
         self.hot_finished.append(job.id)
@@ -636,7 +651,7 @@ class ParkState:
         if e.wall_seconds > 0:
             job.timed_units += 1
             job.timed_seconds += e.wall_seconds
-            insort(job.wall_times, e.wall_seconds)
+            remember_wall_time(job, e.wall_seconds)
         entry = self.ledger_entry(job.user, unit.priority)
         entry.charged += e.charged
         job.charged += e.charged

@@ -11,9 +11,9 @@ from park import commands
 from park.domain import Priority, UnitReport, UnitStatus
 from park.events.memory import MemoryEventLog
 from park.events.schema import Event, PolicyConfigured, UnitCompleted, UnitGranted
-from park.projections.state import ParkState
+from park.projections.state import TYPICAL_SAMPLE, ParkState, remember_wall_time
 from park.replay import replay
-from park.scheduler.backups import next_straggler_at, straggler_after
+from park.scheduler.backups import next_straggler_at, straggler_after, typical_seconds
 from park.scheduler.config import PolicyConfig
 from park.scheduler.explain import explain
 from tests.projections.test_fold import job_with_units
@@ -229,3 +229,16 @@ def test_the_example_billing_consumer_bills_backups_as_park_does() -> None:
     assert run.state.jobs["j"].status.value == "complete" and entry.units == 4
     assert (line.units, line.credits) == (entry.units, pytest.approx(entry.charged))
     assert line.slot_seconds == pytest.approx(entry.slot_seconds)
+
+
+def test_a_jobs_typical_time_is_the_median_of_its_latest_units_and_held_in_bounded_memory() -> None:
+    """A job of many units keeps a bounded sample of wall times, and when its units turn
+    slow its typical time follows them (older fast units age out of the sample)."""
+    job = Recording(*job_with_units(1)).state.jobs["j"]
+    for _ in range(3 * TYPICAL_SAMPLE):
+        remember_wall_time(job, 0.1)
+    for _ in range(TYPICAL_SAMPLE // 2 + 1):
+        remember_wall_time(job, 5.0)
+    assert len(job.wall_times) == len(job.recent_walls) == TYPICAL_SAMPLE
+    assert job.wall_times == sorted(job.recent_walls)
+    assert typical_seconds(job) == 5.0
