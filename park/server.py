@@ -16,7 +16,7 @@ from park import datadir
 from park.api.app import ApiSettings, create_app
 from park.api.auth import Role, TokenTable
 from park.events.sqlite import SqliteEventLog
-from park.scheduler.config import BACKUP_FACTOR, BATCH_GROWTH, PolicyConfig
+from park.scheduler.config import BACKUP_FACTOR, BATCH_GROWTH, ENTRY_AFTER_STRIDE, PolicyConfig
 from park.service.archive_store import ArchiveStore
 from park.service.background import BackgroundTask
 from park.service.engine import ParkService, ServiceConfig
@@ -98,6 +98,7 @@ def service_config(options: ServeOptions) -> ServiceConfig:
         max_unit_seconds=options.max_unit_seconds,
         backup_factor=options.backup_factor or None,
         batch_growth=BATCH_GROWTH,
+        entry_after_stride=ENTRY_AFTER_STRIDE,
     )
     return ServiceConfig(
         lease_seconds=options.lease_seconds,
@@ -293,7 +294,11 @@ def run_scheduler(options: SchedulerOptions) -> None:
         config=ServiceConfig(
             lease_seconds=options.lease_seconds,
             # as `park serve`'s defaults, so a leader change does not switch them off
-            policy=PolicyConfig(backup_factor=BACKUP_FACTOR, batch_growth=BATCH_GROWTH),
+            policy=PolicyConfig(
+                backup_factor=BACKUP_FACTOR,
+                batch_growth=BATCH_GROWTH,
+                entry_after_stride=ENTRY_AFTER_STRIDE,
+            ),
         ),
         candidate=True,
         name=f"park-scheduler-{os.getpid()}",

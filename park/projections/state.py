@@ -350,11 +350,14 @@ class ParkState:
 
     def _set_runnable(self, job: JobView, at: float) -> None:
         """Keep the runnable set and the virtual-time index in step with the job's queue.
-        A job that becomes runnable enters at the current virtual time: time idle earns
-        no credit."""
+        A job that becomes runnable enters at the current virtual time (one stride on, if
+        the policy says so): time idle earns no credit."""
         runnable = bool(job.queue) and job.active
         if runnable and job.id not in self.runnable:
-            job.vpass = max(job.vpass, self.vtime)
+            entry = self.vtime
+            if self.policy.entry_after_stride:
+                entry += 1.0 / self.policy.weights[job.priority]
+            job.vpass = max(job.vpass, entry)
             job.waiting_since = at
             self.runnable.add(job.id)
             self.queue_index.add(queue_key(job))

@@ -23,6 +23,8 @@ DAY = 86_400.0
 # time is a straggler.
 BACKUP_FACTOR = 2.0
 BATCH_GROWTH = 2.0
+# `park serve` and `park scheduler` enter new jobs a stride on (see `entry_after_stride`).
+ENTRY_AFTER_STRIDE = True
 
 
 class PolicyConfig(BaseModel):
@@ -61,6 +63,11 @@ class PolicyConfig(BaseModel):
     # job has timed, so a few fast first units do not send most of a heavy-tailed job to
     # one worker in one batch. None: no such bound (logs from before it).
     batch_growth: float | None = Field(default=None, gt=0)
+    # A job that becomes runnable enters the fair-share order one stride (1 / its priority's
+    # weight) after the current virtual time, as if it had just been served: a stream of
+    # new jobs, each entering ahead of the runnable ones, cannot keep an older job waiting
+    # for ever. False: it enters at the virtual time itself (logs from before this rule).
+    entry_after_stride: bool = False
 
     @field_validator("weights")
     @classmethod

@@ -6,7 +6,8 @@ job with the lowest pass, and that job's pass then advances by 1 / weight, where
     weight = priority weight x user fair-share factor x age boost.
 
 Over any window, grants therefore converge to the weights. A job that becomes runnable
-enters at the current virtual time, so idling earns no credit. Every weight is positive,
+enters at the current virtual time (one stride on under `park serve`, so a stream of
+new jobs cannot keep an older one waiting), so idling earns no credit. Every weight is positive,
 so no job starves: a runnable job j waits for at most
 
     sum over other runnable jobs k of (ceil(w_k / w_j) + 1)

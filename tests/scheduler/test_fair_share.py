@@ -59,6 +59,30 @@ def test_a_new_job_enters_at_the_current_virtual_time() -> None:
     assert Counter(lease(state, "any", 40, at=7.0)) == {"old": 20, "new": 20}
 
 
+def stream_of_small_jobs(config: PolicyConfig) -> list[str]:
+    """ann's old job, while bob submits a new one-unit job before every grant: who is
+    served, in order ("old" or "new")."""
+    policy = PolicyConfigured(at=0.0, config=config.model_dump(mode="json"))
+    state = fold(ANY, policy, *job("old", "ann", Priority.FREE, 1.0, 500))
+    assert lease(state, "any", 10, at=5.0) == ["old"] * 10
+    granted: list[str] = []
+    for i in range(40):
+        fold(*job(f"new{i}", "bob", Priority.FREE, 6.0 + i, 1), state=state)
+        granted += lease(state, "any", 1, at=6.0 + i)
+    return ["old" if j == "old" else "new" for j in granted]
+
+
+def test_a_stream_of_new_jobs_cannot_starve_an_older_one() -> None:
+    # Under the old rule every newcomer enters ahead of the old job: it never runs again.
+    assert stream_of_small_jobs(PolicyConfig()) == ["new"] * 40
+    # Entering one stride on, newcomers queue behind the job just served at their pass:
+    # the old job runs once a round, after every job that was waiting at its pass (1, 2,
+    # 3... newcomers as the backlog grows, since they arrive as fast as the pool serves).
+    served = stream_of_small_jobs(PolicyConfig(entry_after_stride=True))
+    rounds = "".join("o" if s == "old" else "n" for s in served).split("o")
+    assert rounds == ["", "n", "nn", "nnn", "nnnn", "nnnnn", "nnnnnn", "nnnnnnn", "nnnn"]
+
+
 def charge(user_job: str, unit: str, credits: float, at: float) -> UnitCompleted:
     return UnitCompleted(
         at=at, unit_id=unit, job_id=user_job, worker_id="any", result=[0],
