@@ -86,8 +86,8 @@ class Submitter(threading.Thread):
                         self.refused += 1
                 n += 1
                 # Five small jobs a second: a stream the pool outruns, so the older jobs
-                # progress while it goes on (a stream faster than the pool would be served
-                # first: new jobs enter at the current virtual time).
+                # progress at their share while it goes on (a stream faster than the pool
+                # would build a backlog of jobs, each taking its turn before them).
                 self.halt.wait(0.2)
 
 
