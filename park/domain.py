@@ -7,7 +7,7 @@ from enum import StrEnum
 from fnmatch import fnmatchcase
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, Strict
 from pydantic.dataclasses import dataclass
 
 
@@ -86,8 +86,8 @@ class UnitReport:
     over HTTP (the API validates it as it is), to the command that records it."""
 
     unit_id: str
-    ok: bool = True
+    ok: Annotated[bool, Strict()] = True
     result: Any = None
     error: Annotated[str | None, Field(max_length=100_000)] = None
-    cpu_seconds: Annotated[float, Field(ge=0.0, le=1e9)] = 0.0
-    wall_seconds: Annotated[float, Field(ge=0.0, le=1e9)] = 0.0
+    cpu_seconds: Annotated[float, Strict(), Field(ge=0.0, le=1e9)] = 0.0
+    wall_seconds: Annotated[float, Strict(), Field(ge=0.0, le=1e9)] = 0.0

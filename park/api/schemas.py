@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from park.domain import Priority, UnitReport, WorkerPolicy
 from park.events.bounds import check_json
@@ -14,6 +14,10 @@ from park.protocol import MAX_BATCH_SECONDS, MAX_LEASE_WAIT
 # Any JSON; NaN, infinity and what the log could not read back are refused for the whole
 # body at once (RequestBody).
 FiniteJson = Any
+# JSON numbers and booleans as they are: lax pydantic would take `true` for 1 and "5" for 5.
+Number = Annotated[float, Strict()]
+Count = Annotated[int, Strict()]
+Flag = Annotated[bool, Strict()]
 
 
 class Body(BaseModel):
@@ -47,10 +51,10 @@ class SubmitJob(RequestBody):
         description='an e-mail address (a daily digest), or {"email", "when": '
         '"digest"|"each"|"never", "webhook"}',
     )
-    max_attempts: int | None = Field(
+    max_attempts: Count | None = Field(
         default=None, ge=1, le=100, description="failures of one unit before the job fails (3)"
     )
-    max_unit_seconds: float | None = Field(
+    max_unit_seconds: Number | None = Field(
         default=None, gt=0, description="how long one unit may run (default: the kind's)"
     )
 
@@ -69,12 +73,12 @@ class PatchJob(RequestBody):
 
 class RegisterWorker(RequestBody):
     name: str = Field(min_length=1, max_length=200)
-    cpus: int = Field(default=1, ge=1, le=4096)
+    cpus: Count = Field(default=1, ge=1, le=4096)
     owner: str | None = Field(default=None, max_length=200)
     policy: WorkerPolicy = WorkerPolicy.ANY
     job: str | None = None
     pilot: str | None = Field(default=None, max_length=64, description="the batch pilot it runs in")
-    until: float | None = Field(
+    until: Number | None = Field(
         default=None, description="when it leaves (epoch seconds): no unit it cannot finish"
     )
     allowed: list[Annotated[str, Field(max_length=200)]] | None = Field(
@@ -86,9 +90,9 @@ class RegisterWorker(RequestBody):
 
 
 class LeaseRequest(RequestBody):
-    max_units: int = Field(default=1, ge=1, le=10_000)
-    max_seconds: float | None = Field(default=None, gt=0.0, le=MAX_BATCH_SECONDS)
-    wait: float = Field(default=0.0, ge=0.0, le=MAX_LEASE_WAIT)
+    max_units: Count = Field(default=1, ge=1, le=10_000)
+    max_seconds: Number | None = Field(default=None, gt=0.0, le=MAX_BATCH_SECONDS)
+    wait: Number = Field(default=0.0, ge=0.0, le=MAX_LEASE_WAIT)
 
 
 class Reports(RequestBody):
@@ -97,13 +101,13 @@ class Reports(RequestBody):
 
 class HeartbeatUnits(RequestBody):
     unit_ids: list[str] = Field(max_length=100_000)
-    extend: bool = Field(
+    extend: Flag = Field(
         default=True, description="false: only ask which units to stop, extending nothing"
     )
 
 
 class SetBudget(RequestBody):
-    credits: float | None = Field(ge=0)
+    credits: Number | None = Field(ge=0)
 
 
 def ledger_json(state: ParkState, now: float, user: str | None = None) -> dict[str, Any]:

@@ -217,6 +217,12 @@ def test_numbers_json_cannot_carry_are_refused(client: TestClient, report: str) 
          "spec"),
         ("POST", "/v1/jobs", {"json": {"kind": "fit", "spec": {"model": "-" * 5000 + "a*x"}}},
          "spec"),
+        # JSON types as they are: no `false` for 0 credits, no "4" for 4 CPUs
+        ("PUT", "/v1/ledger/ann/budget", {"json": {"credits": False}}, "credits"),
+        ("POST", "/v1/workers", {"json": {"name": "p", "cpus": "4"}}, "cpus"),
+        ("POST", "/v1/workers", {"json": {"name": "p", "cpus": True}}, "cpus"),
+        ("POST", "/v1/jobs", {"json": {"kind": "map", "spec": GOOD_SPEC, "max_attempts": True}},
+         "max_attempts"),
     ],
 )  # fmt: skip
 def test_odd_input_is_a_4xx_naming_the_field(
