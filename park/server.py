@@ -172,8 +172,6 @@ def serve(options: ServeOptions) -> None:
         port=options.port,
         log_level="info" if options.access_log else "warning",
         access_log=options.access_log,
-        # Ctrl-C never waits long on a connection still open (a poll begun as it came)
-        timeout_graceful_shutdown=5,
     )
     quiet = options.log_level in ("warning", "error")
     banner = None if quiet else serve_banner(options, workers=options.workers)
