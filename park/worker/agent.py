@@ -2,9 +2,12 @@
 
 It keeps two lease loops ("slots") per child; a slot leases only while it holds a free
 child, so one slot's lease overlaps the other's report but no unit waits behind another.
-It asks for about `target_batch_seconds` of work per lease (the server sizes the batch by
-each job's unit times). It registers with its allow list, so the server grants it only
-units it may run.
+The one exception is a batch of short units: when the batch a child runs is expected
+(at the pace of its job's last batch here) to end within `LEASE_AHEAD_SECONDS`, the next batch is
+leased while it runs, so the child does not idle through the server's answer and units
+wait behind it no longer than that. It asks for about `target_batch_seconds` of work per
+lease (the server sizes the batch by each job's unit times). It registers with its allow
+list, so the server grants it only units it may run.
 
 Every second it asks the server which of its running units to stop (their job was
 cancelled, their lease revoked) and kills the children running them; every third of a
@@ -37,6 +40,9 @@ from park.worker.runner import AllowList
 
 log = logging.getLogger("park.worker")
 
+# A batch expected to end within this long lets the next one be leased while it runs.
+LEASE_AHEAD_SECONDS = 0.05
+
 
 WorkerOptions = WorkerSettings
 
@@ -47,6 +53,27 @@ class ServerGone(Exception):
 
 class WorkerRefused(Exception):
     """The server refused to register this worker (a bad policy, owner or token)."""
+
+
+class LeaseTurn:
+    """A slot's turn to lease, given back once: when its batch ends, or early."""
+
+    def __init__(self, turns: asyncio.Semaphore) -> None:
+        self._turns = turns
+        self._held = False
+
+    async def __aenter__(self) -> LeaseTurn:
+        await self._turns.acquire()
+        self._held = True
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self.end()
+
+    def end(self) -> None:
+        if self._held:
+            self._held = False
+            self._turns.release()
 
 
 class WorkerAgent:
@@ -77,7 +104,9 @@ class WorkerAgent:
             headers=headers,
             timeout=httpx.Timeout(options.poll_seconds + 30.0, connect=5.0),
         )
-        self._children = asyncio.Semaphore(options.cpus)
+        self._children = asyncio.Semaphore(options.cpus)  # a free child each
+        self._lease_turns = asyncio.Semaphore(options.cpus)  # a lease per child, or ahead
+        self._pace: dict[str, float] = {}  # job id -> seconds per unit of its last batch
         self._registering = asyncio.Lock()
         self.meter = LoadMeter(lambda: len(self.in_flight)) if options.max_load else None
         self.gate = WorkGate(
@@ -250,10 +279,10 @@ class WorkerAgent:
             await self.gate.wait_open(stop)
             if stop.is_set():
                 break
-            # Lease only while holding a free child: units never wait behind a long one
-            # (where another worker could have run them), yet this slot's lease overlaps
-            # the other slot's report.
-            async with self._children:
+            # Lease only with a child free, or about to be (LEASE_AHEAD_SECONDS): units
+            # never wait behind a long one (where another worker could have run them), yet
+            # this slot's lease overlaps the other slot's report.
+            async with LeaseTurn(self._lease_turns) as turn:
                 known_as = self.worker_id
                 try:
                     answer = await self._call("POST", f"/v1/workers/{known_as}/lease", lease)
@@ -270,13 +299,24 @@ class WorkerAgent:
                     unit["payload"] = {**contexts.get(unit["job_id"], {}), **unit["payload"]}
                 ids = [u["id"] for u in units]
                 self.in_flight.update(ids)
-                child = self._idle.pop()
-                try:
-                    reports, child = await self._run_units(child, units)
-                finally:
-                    self._idle.append(child)
-                    self.in_flight.difference_update(ids)
-                    self._stopped.difference_update(ids)
+                jobs = {u["job_id"] for u in units}
+                job = jobs.pop() if len(jobs) == 1 else None
+                async with self._children:
+                    pace = self._pace.get(job) if job is not None else None
+                    if pace is not None and pace * len(units) <= LEASE_AHEAD_SECONDS:
+                        turn.end()
+                    child = self._idle.pop()
+                    begun = time.monotonic()
+                    try:
+                        reports, child = await self._run_units(child, units)
+                    finally:
+                        self._idle.append(child)
+                        self.in_flight.difference_update(ids)
+                        self._stopped.difference_update(ids)
+                    if job is not None:
+                        if len(self._pace) >= 1000:
+                            self._pace.clear()
+                        self._pace[job] = (time.monotonic() - begun) / len(units)
             if reports:
                 await self._report(reports)
 

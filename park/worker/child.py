@@ -29,6 +29,7 @@ from park.worker.runner import AllowList, run_unit
 
 POLL_FIRST = 0.0002  # seconds before the agent first looks for a batch's reports
 POLL_MOST = 0.005  # and at most this long between looks
+POLL_FOR = 0.02  # then it waits to be woken by the pipe: a long unit costs no wake-ups
 
 
 # The child's first lines, before anything else is imported (importing park and numpy takes
@@ -60,9 +61,9 @@ class Child:
         self._partial = b""  # the start of a report line not yet complete
 
     async def start(self) -> Child:
-        # The reports come through a pipe the agent polls rather than one the event loop
-        # watches: a batch of short units then costs the agent a read every few
-        # milliseconds, not a wake-up per unit.
+        # The reports come through a pipe the agent polls while units are short rather
+        # than one the event loop watches: a batch of short units then costs the agent a
+        # read every few milliseconds, not a wake-up per unit.
         replies, into = os.pipe()
         try:
             self.proc = await asyncio.create_subprocess_exec(
@@ -91,8 +92,10 @@ class Child:
     async def reports(self) -> list[tuple[float, dict[str, Any]]]:
         """The next reports, in order, each with when its unit finished (monotonic clock):
         all the child has written, once it has written at least one. Looked for every
-        0.2 ms at first, then less often, at least every 5 ms (a long unit's wait)."""
-        delay = POLL_FIRST
+        0.2 ms at first, then less often, at most every 5 ms, for 20 ms (short units: a
+        read per many reports); after that the pipe wakes the agent (a long unit: the
+        agent sleeps rather than taking a core's time slices from the children)."""
+        delay, polled = POLL_FIRST, 0.0
         while True:
             lines = self._read()
             if lines:
@@ -100,8 +103,27 @@ class Child:
             if lines is None:  # every write end closed: the child is gone
                 code = await self.proc.wait() if self.proc is not None else None
                 raise ChildLost(f"the child process ended (exit code {code})")
-            await asyncio.sleep(delay)
-            delay = min(2 * delay, POLL_MOST)
+            if polled < POLL_FOR:
+                await asyncio.sleep(delay)
+                polled += delay
+                delay = min(2 * delay, POLL_MOST)
+            else:
+                await self._readable()
+
+    async def _readable(self) -> None:
+        """Until the report pipe has something to read (or its child has gone)."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(self._replies, wake)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(self._replies)
 
     def _read(self) -> list[bytes] | None:
         """The complete lines in the pipe now; None once the child is gone."""
