@@ -2,7 +2,8 @@
 
 The live table shows a new job within a second, its progress moves and it leaves the
 active view when done; the cancel buttons cancel (and show the server's refusal); a fit
-job's page shows the plot of its result (saved as test-artifacts/job-page.png); the token
+job's page shows the plot of its result (saved as test-artifacts/job-page.png); a straggler's
+backup attempt shows in its job's unit table beside the first attempt; the token
 a user pastes is kept and sent."""
 
 from __future__ import annotations
@@ -107,6 +108,20 @@ def test_the_cancel_buttons_cancel(page: Page, web_server: ParkServer) -> None:
     expect(page.locator("#job-cancel")).to_be_hidden()
     assert status_of(web_server, on_its_page) == "cancelled"
     expect(page.locator("#job-plot-note")).to_contain_text("no result to plot")
+
+
+def test_a_straggler_and_its_backup_attempt_show_in_the_unit_table(
+    page: Page, web_server: ParkServer
+) -> None:
+    # Five short units and a long one: the worker done with the short ones backs up the
+    # long one (docs/scheduling.md, "Backup attempts"); its row names both workers.
+    job_id = submit(web_server, sleeps(0.1, 6.0, 0.1, 0.1, 0.1, 0.1))
+    page.goto(f"{web_server.url}/#/jobs/{job_id}")
+    workers = page.locator(f'#units tr[data-unit-id="{job_id}/1"] td:nth-child(4)')
+    expect(workers).to_contain_text("+ backup on", timeout=20_000)
+    first, backup = workers.locator("code").all_inner_texts()
+    assert first != backup
+    assert wait_for(lambda: status_of(web_server, job_id) == "complete", 30)
 
 
 def test_a_fit_job_page_shows_its_plot(page: Page, web_server: ParkServer, artifacts: Path) -> None:

@@ -722,13 +722,21 @@
     $("#job-notify").hidden = false;
   }
 
+  // A straggler's backup attempt runs on a second worker: both are shown.
+  function unitWorkers(u) {
+    const cell = [u.worker ? el("code", { text: u.worker }) : "–"];
+    if (u.backup_worker) cell.push(" + backup on ", el("code", { text: u.backup_worker }));
+    else if (u.backups) cell.push(` (${u.backups} backup${u.backups > 1 ? "s" : ""} so far)`);
+    return cell;
+  }
+
   function showUnits(answer) {
     const rows = answer.units.map((u) =>
       el("tr", { "data-unit-id": u.id },
         el("td", {}, el("code", { text: u.id })),
         el("td", { text: u.status }),
         el("td", { class: "num", text: u.attempts }),
-        el("td", {}, u.worker ? el("code", { text: u.worker }) : "–")),
+        el("td", {}, ...unitWorkers(u))),
     );
     $("#units tbody").replaceChildren(...rows);
     $("#units").hidden = rows.length === 0;
