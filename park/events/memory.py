@@ -10,11 +10,11 @@ the events in place: a log shared by two services outlives either one stopping.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 
 from park.events.log import EventLog, Recorded
 from park.events.schema import Event, event_from_json, event_to_json
+from park.waiting import wait_event
 
 
 class MemoryEventLog(EventLog):
@@ -47,8 +47,7 @@ class MemoryEventLog(EventLog):
             if remaining <= 0:
                 return False
             appended = self._appended
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(appended.wait(), remaining)
+            await wait_event(appended, remaining)
         return True
 
     async def close(self) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from park.events.log import EventLog, EventTooLarge, LogUnavailable, Recorded
 from park.events.schema import Event, event_from_json, event_to_json, job_id_of
 from park.events.segments import SegmentStore
+from park.waiting import wait_event
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -100,8 +101,7 @@ class SqliteEventLog(EventLog):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._appended.wait(), min(remaining, _POLL_SECONDS))
+            await wait_event(self._appended, min(remaining, _POLL_SECONDS))
 
     async def close(self) -> None:
         self._db.close()

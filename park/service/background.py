@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 from typing import Generic, Protocol, TypeVar
 
+from park.waiting import cancel_and_wait
+
 
 class Runs(Protocol):
     async def run(self) -> None: ...
@@ -26,7 +28,7 @@ class BackgroundTask(Generic[R]):
 
     async def stop(self) -> None:
         if self.task is not None:
-            self.task.cancel()
+            await cancel_and_wait(self.task, self.name)
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
             self.task = None

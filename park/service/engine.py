@@ -42,6 +42,7 @@ from park.service.history import find_job
 from park.service.limits import UserLimits, check_submit
 from park.service.snapshots import SnapshotStore
 from park.service.waiters import LeaseWaiters
+from park.waiting import wait_event
 
 if TYPE_CHECKING:
     from park.service.following import Follower, Leader
@@ -551,10 +552,7 @@ class ParkService:
         await self.handle(core.CancelNotifications(user=user, keys=keys, job_ids=job_ids))
 
     async def wait_for_change(self, timeout: float) -> bool:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
-            return True
-        return False
+        return await wait_event(self._changed, timeout)
 
     # -- background -----------------------------------------------------------------------
 

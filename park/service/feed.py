@@ -11,7 +11,6 @@ to resume from before the oldest one gets a fresh snapshot instead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -21,6 +20,7 @@ from typing import Any
 from park.events.schema import Event, job_id_of
 from park.projections.state import ParkState
 from park.projections.views import job_json
+from park.waiting import wait_event
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +104,7 @@ class JobFeed:
     async def wait(self, timeout: float) -> None:
         """Until something is recorded, or `timeout` passes."""
         appended = self._appended
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(appended.wait(), timeout)
+        await wait_event(appended, timeout)
 
 
 def snapshot(state: ParkState) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from park.service.archive_store import ArchiveStore
 from park.service.asks import AskBook
 from park.service.engine import ParkService, ServiceConfig, new_id
 from park.service.snapshots import SnapshotStore
+from park.waiting import wait_event
 
 log = logging.getLogger("park.service")
 
@@ -107,8 +108,7 @@ class Follower:
                     f"the projections are at offset {state.offset}, "
                     f"the log at {offset}: is the log reachable?"
                 )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(folded.wait(), remaining)
+            await wait_event(folded, remaining)
 
     async def sync(self) -> None:
         """Fold everything the log had when called."""
@@ -134,8 +134,7 @@ class Follower:
         try:
             await service.handle(command)
             if not service.closing:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(answered.wait(), max(0.0, deadline - loop.time()))
+                await wait_event(answered, deadline - loop.time())
         finally:
             del self._answered[request_id]
             grants = self.asks.close(request_id, service.clock())  # later ones: given back
