@@ -108,4 +108,34 @@ def next_straggler_at(state: ParkState, worker_id: str, now: float) -> float | N
     return min((due for _, _, due in _candidates(state, worker) if due > now), default=None)
 
 
-__all__ = ["backup", "lease_grants", "next_straggler_at", "straggler_after", "typical_seconds"]
+def first_straggler_at(state: ParkState) -> float | None:
+    """When the first leased unit of any worker becomes (or became) a straggler, or None:
+    a bound for every worker, which a scheduler waiting on asks for work cheaply looks at
+    before it looks per worker (`backup`)."""
+    if state.policy.backup_factor is None:
+        return None
+    after: dict[str, float | None] = {}
+    first: float | None = None
+    for unit_id in state.leased:
+        unit = state.units[unit_id]
+        if unit.backup_worker_id is not None or unit.granted_at is None:
+            continue
+        job = state.jobs[unit.job_id]
+        if job.queue:
+            continue
+        if job.id not in after:
+            after[job.id] = straggler_after(state, job)
+        limit = after[job.id]
+        if limit is not None and (first is None or unit.granted_at + limit < first):
+            first = unit.granted_at + limit
+    return first
+
+
+__all__ = [
+    "backup",
+    "first_straggler_at",
+    "lease_grants",
+    "next_straggler_at",
+    "straggler_after",
+    "typical_seconds",
+]

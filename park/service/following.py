@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol, TypedDict, Unpack
 
@@ -34,6 +35,7 @@ from park.errors import Unavailable
 from park.events.log import EventLog
 from park.events.schema import Event
 from park.protocol import CATCH_UP_TIMEOUT, SHORT_ASK
+from park.scheduler.backups import first_straggler_at, next_straggler_at
 from park.service.archive_store import ArchiveStore
 from park.service.asks import AskBook
 from park.service.engine import ParkService, ServiceConfig, new_id
@@ -158,6 +160,9 @@ class Leader:
         self._taking_office = False
         self._wake = asyncio.Event()
         self._touched: set[str] = set()  # jobs folded since the last settling
+        # With nothing queued, asks wait for a fold, or until a unit becomes a straggler
+        # that an asking worker could back up (no fold tells when that is).
+        self._look_again_at: float | None = None
 
     def election(self) -> list[Coroutine[Any, Any, None]]:
         """The task standing for leader, if this server is a candidate."""
@@ -185,7 +190,10 @@ class Leader:
         """Wake on every fold: decide what there is to decide."""
         service = self.service
         while True:
-            await self._wake.wait()
+            if self._look_again_at is None:
+                await self._wake.wait()
+            else:
+                await wait_event(self._wake, self._look_again_at - service.clock())
             self._wake.clear()
             try:
                 await self._give_back_late()
@@ -210,11 +218,17 @@ class Leader:
     async def _answer_asks(self) -> None:
         service = self.service
         now = service.clock()
+        self._look_again_at = None
+        straggler_at: float | None = None  # looked up once, if an ask waits on nothing
         for ask, short in self.asks.to_answer(now):
             if not self.leading:
                 return
             if not short and not service.state.runnable:
-                continue
+                if straggler_at is None:
+                    straggler_at = first_straggler_at(service.state) or math.inf
+                if straggler_at > now:  # nothing to grant it, not even a backup attempt
+                    self._look_again(straggler_at)
+                    continue
             answer = core.AnswerAsk(
                 ask=ask, lease_seconds=service.config.lease_seconds, even_empty=short
             )
@@ -223,6 +237,14 @@ class Leader:
                 await service._commit(events)
             elif ask.worker_id not in service.state.workers:
                 self.asks.drop(ask.request_id or "")
+            elif not short:
+                self._look_again(next_straggler_at(service.state, ask.worker_id, now))
+
+    def _look_again(self, straggler_at: float | None) -> None:
+        """Answer the waiting asks again once this straggler is due."""
+        if straggler_at is not None and straggler_at < math.inf:
+            at = straggler_at + 0.001
+            self._look_again_at = min(at, self._look_again_at or at)
 
     async def _give_back_late(self) -> None:
         late = self.asks.take_late()

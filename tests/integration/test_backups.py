@@ -2,7 +2,8 @@
 units wait on one worker behind a long unit while another worker idles finishes by the
 idle worker's backups; the slow worker is told to stop them and is not charged; a backup
 that loses to the first attempt is stopped and discarded; `park replay --verify` re-makes
-every backup decision from the log; a job with fewer units than idle workers is cut."""
+every backup decision from the log; a job with fewer units than idle workers is cut; on
+a Kafka log the scheduler leader backs up a straggler for a worker whose ask waits."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from typing import Any
 import pytest
 
 from tests.integration.helpers import all_events, client, submit_map, wait_final
+from tests.kafka_fixture import kafka_url, unique_topic
 from tests.kinds.test_fit_kind import sine_spec
-from tests.support import ParkServer, wait_for
+from tests.support import ParkServer, free_port, wait_for
 
 LONG = 3.0  # the straggler: the other worker backs it up too, and loses
 
@@ -136,3 +138,36 @@ def test_a_multistart_with_fewer_units_than_idle_workers_is_split_across_them(
     assert done["units_summary"]["done"] == 2
     assert result["starts"] == 8 and len(result["history"]) == 8
     assert all(h["chisq"] is not None for h in result["history"])
+
+
+def test_on_kafka_the_leader_backs_up_a_straggler_for_a_waiting_worker(
+    kafka_bootstrap: str, tmp_path: Path, start_worker: Any
+) -> None:
+    # On a shared log a worker's lease is an ask the scheduler leader answers; with
+    # nothing queued, no fold says when a unit becomes a straggler, so the leader must
+    # look again then by itself, or the idle worker's ask waits out its whole poll.
+    server = ParkServer(
+        data_dir=tmp_path / "park-data",
+        port=free_port(),
+        extra_args=["--log", kafka_url(kafka_bootstrap, unique_topic("park-backups"))],
+    )
+    server.start()
+    try:
+        start_worker(server)
+        start_worker(server)
+        with client(server.url, user="ann") as http:
+            wait_for(lambda: len(http.get("/v1/workers").json()["workers"]) == 2, timeout=60)
+            job_id = submit_map(http, "park.builtins:sleep", [0.1, 2 * LONG, 0.1, 0.1, 0.1])["id"]
+
+            def backed_up() -> dict[str, Any] | None:
+                units = http.get(f"/v1/jobs/{job_id}/units").json()["units"]
+                return next((u for u in units if u["backup_worker"]), None)
+
+            unit = wait_for(backed_up, timeout=2 * LONG)  # long before the poll's end
+            assert unit["worker"] != unit["backup_worker"]
+            assert wait_final(http, job_id, timeout=4 * LONG + 30)["status"] == "complete"
+            events = [r["event"] for r in all_events(http)]
+        backups = [e for e in granted_to(events, job_id).values() if any(b for _, b in e)]
+        assert backups, granted_to(events, job_id)
+    finally:
+        server.stop()
