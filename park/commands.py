@@ -127,7 +127,7 @@ def submit_job(
         raise InvalidRequest(f"kind: unknown job kind {kind!r} (known: {known})", field="kind")
     try:
         normalised = job_kind.parse_spec(spec)
-        planned = job_kind.next_units(normalised, job_kind.start(normalised))
+        planned = job_kind.units_to_plan(normalised, job_kind.start(normalised))
     except SpecError as err:
         raise InvalidRequest(str(err), field=err.field) from err
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError, MemoryError) as err:
@@ -145,9 +145,9 @@ def submit_job(
             f"max_unit_seconds: must be above 0 and at most {unit_seconds_cap:g} on this server",
             field="max_unit_seconds",
         )
-    if len(planned) > MAX_UNITS_PLANNED:
+    if planned > MAX_UNITS_PLANNED:
         raise InvalidRequest(
-            f"spec: would plan {len(planned):,} units at once (the limit is "
+            f"spec: would plan {planned:,} units at once (the limit is "
             f"{MAX_UNITS_PLANNED:,}); put more work in each unit",
             field="spec",
         )
@@ -204,8 +204,10 @@ def settle_jobs(state: ParkState, job_ids: Iterable[str], now: float) -> list[Ev
         payloads = kind.next_units(job.spec, job.kind_state)
         if payloads:
             first = job.units_total
+            # model_validate of a dict, here and for grants and completions: the same
+            # validation as the constructor's keywords, without their ~1.7 µs per event.
             units = [
-                PlannedUnit(unit_id=f"{job.id}/{first + i}", payload=p)
+                PlannedUnit.model_validate({"unit_id": f"{job.id}/{first + i}", "payload": p})
                 for i, p in enumerate(payloads)
             ]
             events.append(UnitsPlanned(at=now, job_id=job.id, units=units))
@@ -486,21 +488,23 @@ def grant_events(
             price = policy.price(g.priority)
             priority, reserved = g.priority, price * policy.reserve_seconds
         events.append(
-            UnitGranted(
-                at=now,
-                unit_id=g.unit_id,
-                job_id=g.job_id,
-                worker_id=worker_id,
-                lease_deadline=now + min(lease_seconds, limit + TIME_LIMIT_GRACE),
-                priority=priority,
-                price=price,
-                reserved=reserved,
-                vstart=g.vstart,
-                vpass=g.vpass,
-                request_id=request_id,
-                attempt=unit.attempts + 1,
-                time_limit=limit,
-                backup=g.backup,
+            UnitGranted.model_validate(
+                {
+                    "at": now,
+                    "unit_id": g.unit_id,
+                    "job_id": g.job_id,
+                    "worker_id": worker_id,
+                    "lease_deadline": now + min(lease_seconds, limit + TIME_LIMIT_GRACE),
+                    "priority": priority,
+                    "price": price,
+                    "reserved": reserved,
+                    "vstart": g.vstart,
+                    "vpass": g.vpass,
+                    "request_id": request_id,
+                    "attempt": unit.attempts + 1,
+                    "time_limit": limit,
+                    "backup": g.backup,
+                }
             )
         )
     return events
@@ -549,16 +553,18 @@ def report_units(
             wall = max(0.0, r.wall_seconds)
             slot = slot_seconds(unit, worker_id, wall, cpu, now)
             events.append(
-                UnitCompleted(
-                    at=now,
-                    unit_id=unit.id,
-                    job_id=unit.job_id,
-                    worker_id=worker_id,
-                    result=r.result,
-                    cpu_seconds=cpu,
-                    charged=slot * unit.price,
-                    wall_seconds=wall,
-                    slot_seconds=slot,
+                UnitCompleted.model_validate(
+                    {
+                        "at": now,
+                        "unit_id": unit.id,
+                        "job_id": unit.job_id,
+                        "worker_id": worker_id,
+                        "result": r.result,
+                        "cpu_seconds": cpu,
+                        "charged": slot * unit.price,
+                        "wall_seconds": wall,
+                        "slot_seconds": slot,
+                    }
                 )
             )
         elif unit.status is UnitStatus.LEASED and worker_id in (

@@ -356,11 +356,13 @@ def fold(state: ParkState, records: Iterable[tuple[int, Event]]) -> Changes:
     return Changes(tuple(folded), frozenset(jobs), work_available, frozenset(accepted), errors)
 
 
+_QUEUEING: frozenset[type] = frozenset({UnitsPlanned, UnitsSplit, UnitLeaseExpired})
+
+
 def queues_work(event: Event) -> bool:
-    """Whether folding the event may queue a unit: lease long-polls are woken for it."""
-    return isinstance(event, UnitsPlanned | UnitsSplit | UnitLeaseExpired) or (
-        isinstance(event, UnitFailed) and event.retry
-    )
+    """Whether folding the event may queue a unit: lease long-polls are woken for it.
+    (By exact type: asked of every event folded, and events are never subclassed.)"""
+    return type(event) in _QUEUEING or (isinstance(event, UnitFailed) and event.retry)
 
 
 def follow_up(changes: Changes) -> SettleJobs | None:

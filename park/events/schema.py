@@ -425,7 +425,9 @@ def _upcast_json(data: str | bytes) -> Event:
 
 
 def event_to_json(event: EventBase) -> str:
-    return event.model_dump_json()
+    """The event's JSON, as `model_dump_json()` writes it, through the serializer itself
+    (its keyword handling is ~1.4 µs an event, two events per unit run)."""
+    return event.__pydantic_serializer__.to_json(event).decode()
 
 
 def job_id_of(event: EventBase) -> str | None:

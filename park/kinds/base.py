@@ -67,6 +67,12 @@ class JobKind(abc.ABC):
     def next_units(self, spec: dict[str, Any], state: Any) -> list[dict[str, Any]]:
         """Decide: payloads of units to plan now (empty when the current stage is planned)."""
 
+    def units_to_plan(self, spec: dict[str, Any], state: Any) -> int:
+        """Decide: how many units `next_units` would plan now (a submission planning more
+        than one step may is refused). A kind whose plan cannot fail once its spec is
+        parsed, and is costly to build, counts it without building it."""
+        return len(self.next_units(spec, state))
+
     def split(self, payload: dict[str, Any], parts: int) -> list[dict[str, Any]]:
         """Decide: a queued unit's work cut into at most `parts` smaller units that do
         exactly the same work between them (each absorbed like any unit, the kind's state

@@ -83,6 +83,11 @@ class MapKind(JobKind):
             for i in range(0, len(inputs), chunk)
         ]
 
+    def units_to_plan(self, spec: dict[str, Any], state: MapState) -> int:
+        """Counted, not built: a submission's check would otherwise plan every unit of a
+        large map once more before the plan itself (~1 µs a unit)."""
+        return 0 if state.planned else -(-len(spec["inputs"]) // spec["chunk"])
+
     def outcome(self, spec: dict[str, Any], state: MapState) -> Finished | None:
         if state.absorbed == len(state.outputs):
             return Finished(result=state.outputs)

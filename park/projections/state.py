@@ -405,7 +405,12 @@ class ParkState:
         job = self.jobs.get(e.job_id)
         if job is None or not job.active:
             return
-        fresh = [u for u in e.units if u.unit_id not in self.units and not _planned(job, u.unit_id)]
+        units, total = self.units, job.units_total  # none planned before: nothing to look up
+        fresh = [
+            u
+            for u in e.units
+            if u.unit_id not in units and not (total and _planned(job, u.unit_id))
+        ]
         KINDS[job.kind].planned(job.kind_state, [u.payload for u in fresh])
         for u in fresh:
             self.units[u.unit_id] = UnitView(id=u.unit_id, job_id=job.id, payload=u.payload)

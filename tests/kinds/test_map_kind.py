@@ -27,6 +27,22 @@ def test_inputs_are_cut_into_chunks_and_results_come_back_in_input_order() -> No
     assert finished is not None and finished.result == [0, 10, 20, 30, 40]
 
 
+@pytest.mark.parametrize(("inputs", "chunk"), [(0, 1), (1, 1), (5, 2), (6, 2), (7, 3), (20_000, 1)])
+def test_the_count_checked_at_submission_is_the_number_of_units_planned(
+    inputs: int, chunk: int
+) -> None:
+    """A submission checks the size of the plan without building it; the plan built
+    afterwards has exactly that many units, and nothing more once planned."""
+    spec = MAP.parse_spec(
+        {"function": "park.builtins:sleep", "inputs": [0] * inputs, "chunk": chunk}
+    )
+    state = MAP.start(spec)
+    payloads = MAP.next_units(spec, state)
+    assert MAP.units_to_plan(spec, state) == len(payloads)
+    MAP.planned(state, payloads)
+    assert MAP.units_to_plan(spec, state) == 0 == len(MAP.next_units(spec, state))
+
+
 def test_an_empty_map_completes_with_an_empty_result() -> None:
     spec = MAP.parse_spec({"function": "park.builtins:sleep", "inputs": []})
     state = MAP.start(spec)
@@ -82,9 +98,7 @@ def test_patterns_allow_with_wildcards() -> None:
     assert allow.allows("json:dumps") and allow.allows("math:sqrt")
     assert not allow.allows("math:exp")
     report = run_unit(unit("math:sqrt", [4.0]), allow)
-    assert report == UnitReport(
-        "j/0", True, [2.0], None, report.cpu_seconds, report.wall_seconds
-    )
+    assert report == UnitReport("j/0", True, [2.0], None, report.cpu_seconds, report.wall_seconds)
     assert report.wall_seconds >= 0.0
 
 
