@@ -81,3 +81,22 @@ def test_series_move_when_work_runs(short_lease_server: ParkServer, start_worker
         and ("method", "POST") in labels
     ]
     assert sum(submitted) == 2
+
+
+def test_a_tally_exposes_what_a_prometheus_histogram_would() -> None:
+    """The fold's histograms count without a lock per observation (park.api.telemetry.Tally);
+    a scraper sees the same buckets, count and sum as from prometheus_client's Histogram."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from park.api.telemetry import SECONDS, Tally
+
+    stock, tallied = CollectorRegistry(), CollectorRegistry()
+    histogram = Histogram("park_x_seconds", "x", buckets=SECONDS, registry=stock)
+    tally = Tally("park_x_seconds", "x", SECONDS, tallied)
+    for value in (0.0, 0.005, 0.0051, 0.3, 1, 3600, 5000.5):
+        histogram.observe(value)
+        tally.observe(value)
+    expected = [
+        line for line in generate_latest(stock).decode().splitlines() if "_created" not in line
+    ]
+    assert generate_latest(tallied).decode().splitlines() == expected
