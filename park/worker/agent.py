@@ -42,6 +42,8 @@ log = logging.getLogger("park.worker")
 
 # A batch expected to end within this long lets the next one be leased while it runs.
 LEASE_AHEAD_SECONDS = 0.05
+# A batch still running after this long reports the units it has finished so far.
+REPORT_EVERY_SECONDS = 1.0
 
 
 WorkerOptions = WorkerSettings
@@ -107,6 +109,8 @@ class WorkerAgent:
         self._children = asyncio.Semaphore(options.cpus)  # a free child each
         self._lease_turns = asyncio.Semaphore(options.cpus)  # a lease per child, or ahead
         self._pace: dict[str, float] = {}  # job id -> seconds per unit of its last batch
+        self._reporting: set[asyncio.Task[None]] = set()  # reports sent while batches run
+        self.report_every = REPORT_EVERY_SECONDS
         self._registering = asyncio.Lock()
         self.meter = LoadMeter(lambda: len(self.in_flight)) if options.max_load else None
         self.gate = WorkGate(
@@ -239,6 +243,8 @@ class WorkerAgent:
                 task.cancel()
             await asyncio.gather(*slots, beat, return_exceptions=True)
             await self._stop_children()  # first: the units stop, then their leases go back
+            if self._reporting:  # finished units are not given back as if never run
+                await asyncio.wait(self._reporting, timeout=5.0)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._leave(), 5.0)
 
@@ -326,8 +332,11 @@ class WorkerAgent:
         """Run a batch in `child`, sent in one message, its reports read as they come,
         replacing the child whenever a unit must be stopped (out of time, or the server
         said so) or it dies; the rest of the batch then goes to the new child. Returns
-        the reports (none for units the server stopped) and the child now in use."""
+        the reports not yet sent (none for units the server stopped: a batch running
+        longer than `report_every` sends its finished units' reports as it goes, so
+        the server sees which units still run) and the child now in use."""
         reports: list[dict[str, Any]] = []
+        sent_at = time.monotonic()
         pending = deque(units)
         while pending:
             pending = deque(u for u in pending if u["id"] not in self._stopped)
@@ -348,7 +357,20 @@ class WorkerAgent:
                             left = begun + seconds - time.monotonic()
                             deadline = asyncio.get_running_loop().time() + left
                         limit.reschedule(deadline)
-                        for finished_at, report in await child.reports():
+                        send_by = None  # the loop's time to send the reports held so far
+                        if reports:
+                            left = sent_at + self.report_every - time.monotonic()
+                            send_by = asyncio.get_running_loop().time() + left
+                        try:
+                            async with asyncio.timeout_at(send_by) as sending:
+                                finished = await child.reports()
+                        except TimeoutError:
+                            if not sending.expired():
+                                raise  # the unit's time limit
+                            self._report_soon(reports)
+                            reports, sent_at = [], time.monotonic()
+                            continue
+                        for finished_at, report in finished:
                             begun = finished_at  # the next unit began then
                             unit_id = pending.popleft()["id"]
                             self._running.pop(unit_id, None)
@@ -400,6 +422,18 @@ class WorkerAgent:
         async with self._registering:
             if self.worker_id == known_as:
                 await self.register()
+
+    def _report_soon(self, reports: list[dict[str, Any]]) -> None:
+        """Report these while the batch runs on (their units no longer need heartbeats)."""
+        self.in_flight.difference_update(r["unit_id"] for r in reports)
+        task = asyncio.create_task(self._report(reports))
+        self._reporting.add(task)
+        task.add_done_callback(self._reported)
+
+    def _reported(self, task: asyncio.Task[None]) -> None:
+        self._reporting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("reporting finished units failed: %s", task.exception())
 
     async def _report(self, reports: list[dict[str, Any]]) -> None:
         """Report a batch. If the server refuses it (a result too large, say), each unit

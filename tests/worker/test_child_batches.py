@@ -27,6 +27,7 @@ def unit(unit_id: str, seconds: float, limit: float | None = 30.0) -> dict[str, 
 async def agent_with_child() -> tuple[WorkerAgent, Child]:
     """An agent that never reaches a server (none is needed here), and a started child."""
     agent = WorkerAgent(WorkerOptions(server="http://127.0.0.1:9", cpus=1), AllowList())
+    agent.report_every = 3600.0  # every report comes back from the batch, none sent early
     agent._spare = asyncio.create_task(Child().start())
     return agent, await Child().start()
 
