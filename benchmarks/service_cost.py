@@ -1,11 +1,10 @@
 """The server's CPU per no-op unit: what `ParkService` costs, in-process and over HTTP.
 
 In-process (the default): a real `ParkService` on a SQLite log (and archive) in a
-temporary data directory, as `park serve` builds it (and its garbage collector settled
-as `park serve` does, unless `--default-gc`). One worker registers, a first job of 8
-units runs (as on a server that has run one), then one map job of `--units` no-op units
-(`park.builtins:sleep` of 0, one input per unit) is submitted, and the worker leases
-batches of `--batch` units and reports each batch until the job is complete. CPU time
+temporary data directory, as `park serve` builds it. One worker registers, a first job
+of 8 units runs (as on a server that has run one), then one map job of `--units` no-op
+units (`park.builtins:sleep` of 0, one input per unit) is submitted, and the worker
+leases batches of `--batch` units and reports each batch until the job is complete. CPU time
 (`time.process_time`) is summed per phase and divided by the units:
 
 - submit: `ParkService.submit`: the spec checked, the units planned, both recorded and
@@ -48,17 +47,7 @@ PHASES = ("submit", "lease", "report")
 WARM_UP = 8  # units of a first job, outside the figures
 
 
-def settle_collector() -> None:
-    """What `park serve` does with the garbage collector once started, in the code
-    measured (nothing, in code from before it did)."""
-    try:
-        from park.service.collector import settle_after_start_up
-    except ImportError:
-        return
-    settle_after_start_up()
-
-
-async def measure(units: int, batch: int, default_gc: bool = False) -> dict[str, Any]:
+async def measure(units: int, batch: int) -> dict[str, Any]:
     """One run in this process: CPU seconds per phase, and what was recorded."""
     import park
     from park.events.sqlite import SqliteEventLog
@@ -70,8 +59,6 @@ async def measure(units: int, batch: int, default_gc: bool = False) -> dict[str,
             SqliteEventLog.in_data_dir(data_dir), archive=ArchiveStore.in_data_dir(data_dir)
         )
         await service.start()
-        if not default_gc:
-            settle_collector()
         try:
             worker = await service.register_worker(name="bench", cpus=2)
             await run_job(service, worker, WARM_UP, batch)  # as a server that ran one before
@@ -144,6 +131,7 @@ def measure_http(units: int, batch: int) -> dict[str, Any]:
             [sys.executable, "-m", "park", "serve", "--host", "127.0.0.1", "--port", str(port),
              "--workers", "0", "--data-dir", data_dir, "--log-level", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=data_dir,  # `-m` puts the working directory first on sys.path: not a checkout
         )  # fmt: skip
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60.0) as http:
@@ -200,17 +188,14 @@ def measure_http(units: int, batch: int) -> dict[str, Any]:
     }
 
 
-def run_once(
-    source: Path | None, units: int, batch: int, http: bool = False, default_gc: bool = False
-) -> dict[str, Any]:
+def run_once(source: Path | None, units: int, batch: int, http: bool = False) -> dict[str, Any]:
     """One run in a fresh Python process, on `source` (a checkout) or on this one."""
     env = dict(os.environ)
     if source is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(source), *filter(None, [env.get("PYTHONPATH")])])
     out = subprocess.run(
         [sys.executable, __file__, "--child", "--units", str(units), "--batch", str(batch)]
-        + (["--http"] if http else [])
-        + (["--default-gc"] if default_gc else []),
+        + (["--http"] if http else []),
         env=env,
         capture_output=True,
         text=True,
@@ -239,18 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--http", action="store_true", help="a real `park serve`, over HTTP: its process's CPU"
     )
-    parser.add_argument(
-        "--default-gc",
-        action="store_true",
-        help="in-process: leave the garbage collector as Python sets it (not as park serve)",
-    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         if args.http:
             print(json.dumps(measure_http(args.units, args.batch)))
         else:
-            print(json.dumps(asyncio.run(measure(args.units, args.batch, args.default_gc))))
+            print(json.dumps(asyncio.run(measure(args.units, args.batch))))
         return 0
     sources: dict[str, Path | None] = {"this checkout": None}
     if args.source is not None:
@@ -259,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     for _ in range(args.repeat):
         for name, source in sources.items():
-            runs[name].append(run_once(source, args.units, args.batch, args.http, args.default_gc))
+            runs[name].append(run_once(source, args.units, args.batch, args.http))
     what = "`park serve` process (HTTP)" if args.http else "ParkService (in-process)"
     print(
         f"{what} CPU µs per no-op unit: {args.units:,} units, leases of {args.batch}, "
