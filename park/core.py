@@ -411,8 +411,10 @@ def execute(
 # -- answers read from the folded state -----------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class LeasedUnit:
+class LeasedUnit(NamedTuple):
+    """A unit handed to a worker, with its job (a tuple: one per unit granted, and a frozen
+    dataclass's __init__ costs three times as much)."""
+
     unit: UnitView
     job: JobView
     lease_deadline: float

@@ -45,7 +45,12 @@ class JobStatus(StrEnum):
 
     @property
     def is_final(self) -> bool:
-        return self in (JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELLED)
+        return self in FINAL_JOB_STATUSES
+
+
+# A set, not a tuple of members: looking a member up on the class is slow (Python 3.11),
+# and whether a job is still active is asked of every job the fold and the scheduler touch.
+FINAL_JOB_STATUSES = frozenset({JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 class UnitStatus(StrEnum):

@@ -17,7 +17,14 @@ from typing import Any
 
 from sortedcontainers import SortedList
 
-from park.domain import DEFAULT_MAX_ATTEMPTS, JobStatus, Priority, UnitStatus, WorkerPolicy
+from park.domain import (
+    DEFAULT_MAX_ATTEMPTS,
+    FINAL_JOB_STATUSES,
+    JobStatus,
+    Priority,
+    UnitStatus,
+    WorkerPolicy,
+)
 from park.events.schema import (
     BudgetSet,
     Event,
@@ -148,7 +155,7 @@ class JobView:
 
     @property
     def active(self) -> bool:
-        return not self.status.is_final
+        return self.status not in FINAL_JOB_STATUSES
 
 
 @dataclass(slots=True)
