@@ -6,6 +6,7 @@ nothing raises a domain error and appends nothing.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple, NotRequired, TypedDict, Unpack, get_args
@@ -39,6 +40,7 @@ from park.events.schema import (
     WorkRequested,
     job_id_of,
 )
+from park.events.trusted import trusted
 from park.kinds import KINDS, SpecError
 from park.projections.state import JobView, ParkState, UnitView, WorkerView
 from park.scheduler.backups import lease_grants
@@ -204,8 +206,8 @@ def settle_jobs(state: ParkState, job_ids: Iterable[str], now: float) -> list[Ev
         payloads = kind.next_units(job.spec, job.kind_state)
         if payloads:
             first = job.units_total
-            # model_validate of a dict, here and for grants and completions: the same
-            # validation as the constructor's keywords, without their ~1.7 µs per event.
+            # model_validate of a dict: the same validation as the constructor's
+            # keywords, without their ~1.7 µs per unit.
             units = [
                 PlannedUnit.model_validate({"unit_id": f"{job.id}/{first + i}", "payload": p})
                 for i, p in enumerate(payloads)
@@ -487,24 +489,29 @@ def grant_events(
         else:
             price = policy.price(g.priority)
             priority, reserved = g.priority, price * policy.reserve_seconds
+        if not (math.isfinite(g.vstart) and math.isfinite(g.vpass)):  # as validation would
+            raise ValueError(f"unit {g.unit_id}: virtual time {g.vstart} -> {g.vpass}")
         events.append(
-            UnitGranted.model_validate(
+            trusted(  # every field, in order (park/events/trusted.py)
+                UnitGranted,
                 {
-                    "at": now,
+                    "v": 1,
+                    "at": float(now),
+                    "type": "unit.granted",
                     "unit_id": g.unit_id,
                     "job_id": g.job_id,
                     "worker_id": worker_id,
-                    "lease_deadline": now + min(lease_seconds, limit + TIME_LIMIT_GRACE),
+                    "lease_deadline": float(now + min(lease_seconds, limit + TIME_LIMIT_GRACE)),
                     "priority": priority,
-                    "price": price,
-                    "reserved": reserved,
-                    "vstart": g.vstart,
-                    "vpass": g.vpass,
+                    "price": float(price),
+                    "reserved": float(reserved),
+                    "vstart": float(g.vstart),
+                    "vpass": float(g.vpass),
                     "request_id": request_id,
                     "attempt": unit.attempts + 1,
-                    "time_limit": limit,
+                    "time_limit": float(limit),
                     "backup": g.backup,
-                }
+                },
             )
         )
     return events
@@ -553,18 +560,21 @@ def report_units(
             wall = max(0.0, r.wall_seconds)
             slot = slot_seconds(unit, worker_id, wall, cpu, now)
             events.append(
-                UnitCompleted.model_validate(
+                trusted(  # every field, in order; the result validated as the report's
+                    UnitCompleted,
                     {
-                        "at": now,
+                        "v": 1,
+                        "at": float(now),
+                        "type": "unit.completed",
                         "unit_id": unit.id,
                         "job_id": unit.job_id,
                         "worker_id": worker_id,
                         "result": r.result,
-                        "cpu_seconds": cpu,
-                        "charged": slot * unit.price,
-                        "wall_seconds": wall,
-                        "slot_seconds": slot,
-                    }
+                        "cpu_seconds": float(cpu),
+                        "charged": float(slot * unit.price),
+                        "wall_seconds": float(wall),
+                        "slot_seconds": float(slot),
+                    },
                 )
             )
         elif unit.status is UnitStatus.LEASED and worker_id in (
