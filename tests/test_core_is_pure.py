@@ -14,6 +14,7 @@ CORE = [
     PARK / "events" / "log.py",
     PARK / "events" / "upcasting.py",
     PARK / "events" / "published.py",
+    PARK / "events" / "trusted.py",
     PARK / "commands.py",
     PARK / "core.py",
     PARK / "protocol.py",
