@@ -1,11 +1,13 @@
 """The server's CPU per no-op unit: what `ParkService` costs, in-process and over HTTP.
 
 In-process (the default): a real `ParkService` on a SQLite log (and archive) in a
-temporary data directory, as `park serve` builds it. One worker registers, a first job
-of 8 units runs (as on a server that has run one), then one map job of `--units` no-op
-units (`park.builtins:sleep` of 0, one input per unit) is submitted, and the worker
-leases batches of `--batch` units and reports each batch until the job is complete. CPU time
-(`time.process_time`) is summed per phase and divided by the units:
+temporary data directory, as `park serve` builds it (and, once started, its garbage
+collector set as `park serve` sets it, where the code measured does). One worker
+registers, a first job of 8 units runs (as on a server that has run one), then one map
+job of `--units` no-op units (`park.builtins:sleep` of 0, one input per unit) is
+submitted, and the worker leases batches of `--batch` units and reports each batch until
+the job is complete. CPU time (`time.process_time`) is summed per phase and divided by
+the units:
 
 - submit: `ParkService.submit`: the spec checked, the units planned, both recorded and
   folded (the job is planned before the call returns);
@@ -26,7 +28,13 @@ median of the runs (and the best, in brackets).
     python benchmarks/service_cost.py                          # this checkout, 3 runs
     python benchmarks/service_cost.py --source /tmp/park-main  # before / after
     python benchmarks/service_cost.py --http --source /tmp/park-main
+    python benchmarks/service_cost.py --instructions --units 5000 --source /tmp/park-main
     python benchmarks/service_cost.py --units 5000 --repeat 1  # a quick run
+
+`--instructions` counts the instructions of the in-process runs under valgrind instead
+(`--tool=cachegrind --cache-sim=no`, PYTHONHASHSEED=0): a run of `--units` less a run
+of a fifth of them, per unit. On a machine shared with other work the CPU times of two
+runs of the same code differ by ±25 %; the instruction counts do not.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -45,6 +54,16 @@ from typing import Any
 
 PHASES = ("submit", "lease", "report")
 WARM_UP = 8  # units of a first job, outside the figures
+
+
+def as_park_serve() -> None:
+    """What `park serve` does once its service has started, in the code measured (the
+    garbage collector's young threshold; nothing in code from before it did)."""
+    try:
+        from park.service.collector import collect_less_often
+    except ImportError:
+        return
+    collect_less_often()
 
 
 async def measure(units: int, batch: int) -> dict[str, Any]:
@@ -59,6 +78,7 @@ async def measure(units: int, batch: int) -> dict[str, Any]:
             SqliteEventLog.in_data_dir(data_dir), archive=ArchiveStore.in_data_dir(data_dir)
         )
         await service.start()
+        as_park_serve()
         try:
             worker = await service.register_worker(name="bench", cpus=2)
             await run_job(service, worker, WARM_UP, batch)  # as a server that ran one before
@@ -207,6 +227,40 @@ def run_once(source: Path | None, units: int, batch: int, http: bool = False) ->
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+def instructions(source: Path | None, units: int, batch: int) -> int:
+    """Instructions the whole in-process run executes (valgrind's cachegrind, no cache
+    simulation): deterministic, unlike CPU time on a shared machine."""
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    if source is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(source), *filter(None, [env.get("PYTHONPATH")])])
+    out = subprocess.run(
+        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+         sys.executable, __file__, "--child", "--units", str(units), "--batch", str(batch)],
+        env=env, capture_output=True, text=True, timeout=1800, check=False,
+    )  # fmt: skip
+    found = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
+    if out.returncode != 0 or found is None:
+        raise SystemExit(f"valgrind on {source or 'this checkout'} failed:\n{out.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def print_instructions(sources: dict[str, Path | None], units: int, batch: int) -> None:
+    """Instructions per unit: a run of `units` less a run of a fifth of them, so that
+    start-up and imports cancel out."""
+    small = max(1, units // 5)
+    print(
+        f"ParkService (in-process) instructions per no-op unit: runs of {units:,} and "
+        f"{small:,} units, leases of {batch} (valgrind --tool=cachegrind)"
+    )
+    per: dict[str, float] = {}
+    for name, source in sources.items():
+        big, little = instructions(source, units, batch), instructions(source, small, batch)
+        per[name] = (big - little) / (units - small)
+        print(f"{name:>15}  {per[name]:12,.0f}")
+    if len(per) == 2:
+        print(f"after / before: {per['after'] / per['before']:.2f}")
+
+
 def per_unit(runs: list[dict[str, Any]], phase: str) -> str:
     values = sorted(
         1e6 * (sum(r[p] for p in PHASES) if phase == "total" else r[phase]) / r["units"]
@@ -224,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--http", action="store_true", help="a real `park serve`, over HTTP: its process's CPU"
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="in-process, instructions per unit under valgrind (deterministic; ~1 min a run)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -235,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     sources: dict[str, Path | None] = {"this checkout": None}
     if args.source is not None:
         sources = {"before": args.source.resolve(), "after": None}
+    if args.instructions:
+        print_instructions(sources, args.units, args.batch)
+        return 0
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sources}
     load = os.getloadavg()[0]
     for _ in range(args.repeat):

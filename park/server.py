@@ -19,6 +19,7 @@ from park.events.sqlite import SqliteEventLog
 from park.scheduler.config import BACKUP_FACTOR, BATCH_GROWTH, ENTRY_AFTER_STRIDE, PolicyConfig
 from park.service.archive_store import ArchiveStore
 from park.service.background import BackgroundTask
+from park.service.collector import collect_less_often
 from park.service.engine import ParkService, ServiceConfig
 from park.service.limits import UserLimits
 from park.service.snapshots import SnapshotStore
@@ -263,6 +264,7 @@ class ParkUvicorn(uvicorn.Server):
 
     async def startup(self, sockets: list[Any] | None = None) -> None:
         await super().startup(sockets)
+        collect_less_often()
         if self._banner is not None and self.started:
             host, port = self.config.host, self.config.port
             for server in self.servers:
@@ -311,6 +313,7 @@ def run_scheduler(options: SchedulerOptions) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await service.start()
+        collect_less_often()
         notifier.start()
         print(
             f"park scheduler: log {options.log} (snapshots in {options.data_dir}); "
