@@ -206,3 +206,23 @@ def _up(http: httpx.Client) -> bool:
         return http.get("/healthz").status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_a_worker_that_never_reached_its_server_stops_at_once(tmp_path: Path) -> None:
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "park", "worker", "--server", f"http://127.0.0.1:{free_port()}"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: "unreachable" in log.read_text(), timeout=60)
+        started = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=STOP_BOUND)
+        assert time.monotonic() - started < 3.0, log.read_text()
+        assert not alive_in({worker.pid}), "its children outlived it"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
