@@ -206,10 +206,8 @@ def settle_jobs(state: ParkState, job_ids: Iterable[str], now: float) -> list[Ev
         payloads = kind.next_units(job.spec, job.kind_state)
         if payloads:
             first = job.units_total
-            # model_validate of a dict: the same validation as the constructor's
-            # keywords, without their ~1.7 µs per unit.
-            units = [
-                PlannedUnit.model_validate({"unit_id": f"{job.id}/{first + i}", "payload": p})
+            units = [  # the kind's own payloads (park/events/trusted.py)
+                trusted(PlannedUnit, {"unit_id": f"{job.id}/{first + i}", "payload": p})
                 for i, p in enumerate(payloads)
             ]
             events.append(UnitsPlanned(at=now, job_id=job.id, units=units))

@@ -1,5 +1,6 @@
-"""Grants and completions are built without validation (park/events/trusted.py): each
-must be exactly what validating its values makes, write the same JSON, and read back."""
+"""Grants, completions and planned units are built without validation
+(park/events/trusted.py): each must be exactly what validating its values makes, write
+the same JSON, and read back."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from park import core
 from park.domain import Priority, UnitReport
 from park.events.schema import (
     Event,
+    PlannedUnit,
     UnitCompleted,
     UnitGranted,
+    UnitsPlanned,
     WorkRequested,
     event_from_json,
     event_to_json,
@@ -68,6 +71,16 @@ def test_grants_and_completions_are_what_validation_makes(now: float) -> None:
             type(getattr(event, name)) is type(getattr(validated, name))
             for name in type(event).model_fields
         )
+
+
+def test_planned_units_are_what_validation_makes() -> None:
+    planned = [e for e in run_a_job(5.0) if isinstance(e, UnitsPlanned)]
+    assert [len(e.units) for e in planned] == [4]
+    for unit in planned[0].units:
+        validated = PlannedUnit.model_validate(unit.model_dump())
+        assert unit == validated
+        assert unit.model_dump_json() == validated.model_dump_json()
+    assert event_from_json(event_to_json(planned[0])) == planned[0]
 
 
 def test_a_field_left_out_is_refused() -> None:
