@@ -68,7 +68,6 @@ def as_park_serve() -> None:
 
 async def measure(units: int, batch: int) -> dict[str, Any]:
     """One run in this process: CPU seconds per phase, and what was recorded."""
-    import park
     from park.events.sqlite import SqliteEventLog
     from park.service.archive_store import ArchiveStore
     from park.service.engine import ParkService
@@ -88,14 +87,7 @@ async def measure(units: int, batch: int) -> dict[str, Any]:
             events = await service.log.last_offset()
         finally:
             await service.stop()
-    return {
-        "version": getattr(park, "__version__", "?"),
-        "units": units,
-        "leases": leases,
-        "events": events,
-        "wall": wall,
-        **cpu,
-    }
+    return outcome(units, leases, events, wall, cpu)
 
 
 async def run_job(
@@ -142,8 +134,6 @@ def measure_http(units: int, batch: int) -> dict[str, Any]:
     steps as HTTP requests, and the CPU the server process used for each kind."""
     import httpx
     from harness import free_port, stop_process, wait_until
-
-    import park
 
     with tempfile.TemporaryDirectory(prefix="park-service-cost-") as data_dir:
         port = free_port()
@@ -198,14 +188,14 @@ def measure_http(units: int, batch: int) -> dict[str, Any]:
                 ]
         finally:
             stop_process(server)
-    return {
-        "version": getattr(park, "__version__", "?"),
-        "units": units,
-        "leases": leases,
-        "events": events,
-        "wall": wall,
-        **{phase: cpu[phase] for phase in PHASES},
-    }
+    return outcome(units, leases, events, wall, cpu)
+
+
+def outcome(
+    units: int, leases: int, events: int, wall: float, cpu: dict[str, float]
+) -> dict[str, Any]:
+    """One run's figures, as the child prints them: CPU seconds per phase, and what ran."""
+    return {"units": units, "leases": leases, "events": events, "wall": wall, **cpu}
 
 
 def run_once(source: Path | None, units: int, batch: int, http: bool = False) -> dict[str, Any]:
