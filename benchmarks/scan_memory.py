@@ -4,8 +4,9 @@ one real `park worker`, sampled from /proc while it runs.
 
 The server should hold the units in flight, the latest completed ones and a bounded
 surface, not the grid (issue 10), so the two peaks should be close. `--source DIR` runs
-park from another checkout (its `park` package first on PYTHONPATH), to compare with the
-code before a change.
+park from another checkout (its `park` package first on PYTHONPATH; the processes start in
+a temporary directory, since `python -m` puts the working directory before PYTHONPATH),
+to compare with the code before a change.
 
     python benchmarks/scan_memory.py                       # ~2-3 min on 2 loaded cores
     python benchmarks/scan_memory.py --source /some/old/checkout
@@ -62,7 +63,7 @@ def run(points: int, per_unit: int, env: dict[str, str], timeout: float) -> dict
         serve = subprocess.Popen(
             [sys.executable, "-m", "park", "serve", "--port", str(port),
              "--data-dir", str(Path(tmp) / "data"), "--workers", "0"],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp,
         )  # fmt: skip
         worker = None
         try:
@@ -71,7 +72,7 @@ def run(points: int, per_unit: int, env: dict[str, str], timeout: float) -> dict
             idle, _ = rss_kib(serve.pid)
             worker = subprocess.Popen(
                 [sys.executable, "-m", "park", "worker", "--server", url, "--cpus", "2"],
-                stdout=out, stderr=subprocess.STDOUT, env=env,
+                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp,
             )  # fmt: skip
             answer = http.post("/v1/jobs", json={"kind": "fit", "spec": spec_of(points, per_unit)})
             answer.raise_for_status()
