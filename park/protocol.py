@@ -18,6 +18,7 @@ REAP_INTERVAL = 0.5
 # request may ask to wait; the longest batch of work (seconds) a request may ask for.
 LEASE_POLL_SECONDS = 10.0
 MAX_LEASE_WAIT = 60.0
+MAX_JOB_WAIT = 60.0  # GET /v1/jobs/{id}?wait=: the longest wait for a job's end
 MAX_BATCH_SECONDS = 3600.0
 # Shared log (Kafka): an ask for work that waits less than this is answered at once, even
 # with nothing, and its asker waits this long for that answer; the leader answers an ask

@@ -14,6 +14,7 @@ from park.api.streams import MAX_OFFSET
 from park.domain import JobStatus
 from park.errors import Conflict, InvalidRequest
 from park.projections.views import job_json, with_pilots
+from park.protocol import MAX_JOB_WAIT
 from park.scheduler.explain import explain
 from park.service.history import list_jobs as list_history
 
@@ -79,8 +80,22 @@ async def list_jobs(
 
 
 @router.get("/v1/jobs/{job_id}")
-async def get_job(job_id: str, service: Service, access: Rules, who: Who) -> dict[str, Any]:
+async def get_job(
+    job_id: str,
+    service: Service,
+    access: Rules,
+    who: Who,
+    wait: float = Query(
+        default=0.0,
+        ge=0.0,
+        le=MAX_JOB_WAIT,
+        description="seconds to wait for the job to end before answering (a long poll)",
+    ),
+) -> dict[str, Any]:
     job, private = access.job(job_id, who)
+    if wait > 0 and job.active:
+        await service.wait_for_end(job_id, wait)
+        job, private = access.job(job_id, who)
     return with_pilots(job_json(job, private=private), service.state)
 
 

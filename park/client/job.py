@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from park.client.service import RemoteService
 
 FINAL = frozenset(status.value for status in JobStatus if status.is_final)
+PROGRESS_SECONDS = 1.0  # the longest a waiting progress bar goes without news
 
 
 class Job:
@@ -54,11 +55,10 @@ class Job:
             MofNCompleteColumn(),
             TimeElapsedColumn(),
         )
-        delay = 0.05
         with Progress(*columns, disable=not progress, transient=False) as bar:
             task = bar.add_task(self.id, total=None, status="pending")
+            info = self.info()
             while True:
-                info = self.info()
                 progress_now = info["progress"]
                 status = info["status"]
                 if progress_now.get("best_chisq") is not None:  # a fit: best chi-squared yet
@@ -71,10 +71,13 @@ class Job:
                 )
                 if info["status"] in FINAL:
                     break
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(f"job {self.id} still {info['status']} after {timeout}s")
-                time.sleep(delay)
-                delay = min(delay * 1.5, 1.0)
+                left = PROGRESS_SECONDS
+                if deadline is not None:
+                    left = min(left, deadline - time.monotonic())
+                    if left <= 0:
+                        raise TimeoutError(f"job {self.id} still {info['status']} after {timeout}s")
+                # The server answers as the job ends, else after `left` (the bar moves).
+                info = self.service.get_job(self.id, wait=left)
         return self.result()
 
     def result(self) -> Any:

@@ -26,8 +26,9 @@ class RemoteService:
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
         return dict(self.http.post("/v1/jobs", body))
 
-    def get_job(self, job_id: str) -> dict[str, Any]:
-        return dict(self.http.get(f"/v1/jobs/{job_id}"))
+    def get_job(self, job_id: str, wait: float = 0.0) -> dict[str, Any]:
+        """The job; with `wait`, once it has ended or after that many seconds."""
+        return dict(self.http.get(f"/v1/jobs/{job_id}", wait=wait or None))
 
     def result(self, job_id: str) -> dict[str, Any]:
         return dict(self.http.get(f"/v1/jobs/{job_id}/result"))

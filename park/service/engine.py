@@ -554,6 +554,17 @@ class ParkService:
     async def wait_for_change(self, timeout: float) -> bool:
         return await wait_event(self._changed, timeout)
 
+    async def wait_for_end(self, job_id: str, timeout: float) -> None:
+        """Until the job has ended (complete, failed, cancelled) or `timeout` seconds have
+        passed: a client waiting for its result hears of the end at once, without polling."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (job := self.state.jobs.get(job_id)) is not None and job.active:
+            left = deadline - loop.time()
+            if left <= 0 or self._closing:
+                return
+            await self.wait_for_change(left)
+
     # -- background -----------------------------------------------------------------------
 
     async def _reap_leases(self) -> None:

@@ -223,6 +223,10 @@ def test_numbers_json_cannot_carry_are_refused(client: TestClient, report: str) 
         ("POST", "/v1/workers", {"json": {"name": "p", "cpus": True}}, "cpus"),
         ("POST", "/v1/jobs", {"json": {"kind": "map", "spec": GOOD_SPEC, "max_attempts": True}},
          "max_attempts"),
+        ("GET", "/v1/jobs/j-1?wait=-1", {}, "wait"),
+        ("GET", "/v1/jobs/j-1?wait=61", {}, "wait"),
+        ("GET", "/v1/jobs/j-1?wait=soon", {}, "wait"),
+        ("GET", "/v1/jobs/j-1?wait=nan", {}, "wait"),
     ],
 )  # fmt: skip
 def test_odd_input_is_a_4xx_naming_the_field(
