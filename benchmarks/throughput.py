@@ -3,7 +3,8 @@
 park: `park serve --workers 0` and N `park worker --cpus 1` processes, all subprocesses on
 127.0.0.1; one `map` job of `park.builtins:sleep` over `[0] * units` with `chunk: 1`, so
 every input is its own unit (leased, run in a child process, reported, folded). The clock
-runs from the POST of the job to the first GET that shows it `complete`.
+runs from the POST of the job to the end of the GET that shows it `complete` (each GET
+asks `?wait=30`: the server answers as the job ends, as `job.wait()` does).
 
 dask: `LocalCluster(n_workers=N, threads_per_worker=1, processes=True)` bound to
 127.0.0.1, no dashboard; `client.map(noop, range(units))` then `client.gather`. The
@@ -14,7 +15,7 @@ ray: `ray.init(num_cpus=N)` (a local Ray node on 127.0.0.1, no dashboard);
 call to the end of `ray.get`. Ray is in the `bench` extra (`pip install -e '.[bench]'`).
 
 Round trip: one single-unit job at a time, submit -> result, repeated `--round-trips`
-times on the same warm cluster (park: POST, then GET every 2 ms until complete, then GET
+times on the same warm cluster (park: POST, then GET `?wait=` until complete, then GET
 the result; dask: `client.submit(...).result()`; ray: `ray.get(f.remote())`); the median
 and p90 are shown.
 
@@ -45,8 +46,7 @@ from pathlib import Path
 import httpx
 from harness import free_port, stop_process, wait_until
 
-POLL_SECONDS = 0.02
-ROUND_TRIP_POLL_SECONDS = 0.002
+WAIT_SECONDS = 30.0  # each GET of the job waits this long for its end (a long poll)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +113,7 @@ def park_cluster(workers: int, data_dir: Path, log_dir: Path) -> Iterator[str]:
             f.close()
 
 
-def run_park_job(
-    http: httpx.Client, units: int, timeout: float, poll: float = POLL_SECONDS
-) -> float:
+def run_park_job(http: httpx.Client, units: int, timeout: float) -> float:
     """Submit one map job of `units` no-op units; the seconds until its result is read."""
     spec = {"function": "park.builtins:sleep", "inputs": [0] * units, "chunk": 1}
     body = {"kind": "map", "spec": spec, "tags": {"user": "bench"}}
@@ -125,7 +123,9 @@ def run_park_job(
     job_id = response.json()["id"]
     deadline = time.monotonic() + timeout
     while True:
-        job = http.get(f"/v1/jobs/{job_id}").json()
+        left = deadline - time.monotonic()
+        wait = max(0.0, min(WAIT_SECONDS, left))
+        job = http.get(f"/v1/jobs/{job_id}", params={"wait": wait}).json()
         if job["status"] not in ("pending", "running"):
             break
         if time.monotonic() > deadline:
@@ -133,7 +133,6 @@ def run_park_job(
                 f"park: job {job_id} not complete within {timeout:.0f}s "
                 f"({job['progress']['done']}/{units} units done)"
             )
-        time.sleep(poll)
     if job["status"] != "complete":
         raise RuntimeError(f"park: job {job_id} ended {job['status']}: {job.get('error')}")
     result = http.get(f"/v1/jobs/{job_id}/result").json()["result"]
@@ -160,9 +159,7 @@ def bench_park(
             for _ in range(repeat):
                 runs.append(run_park_job(http, units, timeout))
                 print(f"park: {units} units {runs[-1]:.2f}s", flush=True)
-            trips = tuple(
-                run_park_job(http, 1, 30, poll=ROUND_TRIP_POLL_SECONDS) for _ in range(round_trips)
-            )
+            trips = tuple(run_park_job(http, 1, 30) for _ in range(round_trips))
     return Result("park", units, min(runs), trips)
 
 
