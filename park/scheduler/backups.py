@@ -43,23 +43,24 @@ def straggler_after(state: ParkState, job: JobView) -> float | None:
     return max(state.policy.backup_min_seconds, factor * typical)
 
 
-def _candidates(state: ParkState, worker: WorkerView) -> Iterator[tuple[UnitView, JobView, float]]:
-    """Units this worker could back up, each with the time it becomes a straggler."""
+def _candidates(
+    state: ParkState, worker: WorkerView | None
+) -> Iterator[tuple[UnitView, JobView, float]]:
+    """Units this worker (None: any worker) could back up, each with the time it becomes a
+    straggler."""
     after: dict[str, float | None] = {}
     for unit_id in state.leased:
         unit = state.units[unit_id]
-        if (
-            unit.backup_worker_id is not None
-            or unit.worker_id == worker.id
-            or unit.granted_at is None
-            or worker.id in unit.failed_on
-        ):
+        if unit.backup_worker_id is not None or unit.granted_at is None:
+            continue
+        if worker is not None and (unit.worker_id == worker.id or worker.id in unit.failed_on):
             continue
         job = state.jobs[unit.job_id]
         if job.queue:
             continue  # it still has work queued: that is what runs first
         if job.id not in after:
-            after[job.id] = straggler_after(state, job) if may_serve(worker, job) else None
+            serves = worker is None or may_serve(worker, job)
+            after[job.id] = straggler_after(state, job) if serves else None
         limit = after[job.id]
         if limit is not None:
             yield unit, job, unit.granted_at + limit
@@ -114,21 +115,7 @@ def first_straggler_at(state: ParkState) -> float | None:
     before it looks per worker (`backup`)."""
     if state.policy.backup_factor is None:
         return None
-    after: dict[str, float | None] = {}
-    first: float | None = None
-    for unit_id in state.leased:
-        unit = state.units[unit_id]
-        if unit.backup_worker_id is not None or unit.granted_at is None:
-            continue
-        job = state.jobs[unit.job_id]
-        if job.queue:
-            continue
-        if job.id not in after:
-            after[job.id] = straggler_after(state, job)
-        limit = after[job.id]
-        if limit is not None and (first is None or unit.granted_at + limit < first):
-            first = unit.granted_at + limit
-    return first
+    return min((due for _, _, due in _candidates(state, None)), default=None)
 
 
 __all__ = [
