@@ -187,11 +187,7 @@ def test_a_worker_told_to_stop_while_its_server_is_unreachable_stops_at_once(
         server.kill()  # the server is gone; the worker retries, its unit still running
         server.wait()
         wait_for(lambda: "unreachable" in worker_log.read_text(), timeout=30)
-        started = time.monotonic()
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=STOP_BOUND)
-        assert time.monotonic() - started < 3.0, worker_log.read_text()
-        assert not alive_in({worker.pid}), "the unit's child outlived its worker"
+        stops_at_once(worker, worker_log)
     finally:
         for proc in (server, worker):
             if proc.poll() is None:
@@ -199,6 +195,15 @@ def test_a_worker_told_to_stop_while_its_server_is_unreachable_stops_at_once(
                 proc.wait()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(worker.pid, signal.SIGKILL)
+
+
+def stops_at_once(worker: subprocess.Popen[bytes], log: Path) -> None:
+    """SIGTERM: the worker exits within 3 s, and no child of its outlives it."""
+    started = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=STOP_BOUND)
+    assert time.monotonic() - started < 3.0, log.read_text()
+    assert not alive_in({worker.pid}), "a child outlived its worker"
 
 
 def _up(http: httpx.Client) -> bool:
@@ -217,11 +222,7 @@ def test_a_worker_that_never_reached_its_server_stops_at_once(tmp_path: Path) ->
         )  # fmt: skip
     try:
         wait_for(lambda: "unreachable" in log.read_text(), timeout=60)
-        started = time.monotonic()
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=STOP_BOUND)
-        assert time.monotonic() - started < 3.0, log.read_text()
-        assert not alive_in({worker.pid}), "its children outlived it"
+        stops_at_once(worker, log)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(worker.pid, signal.SIGKILL)
